@@ -1,0 +1,94 @@
+// The Backend boundary (DESIGN §3): device memory plus the small set of ops the MiniMax-M2 forward
+// is written against. The model never branches on the device; a backend never knows the model.
+// Every op has a CPU reference (backend/cpu) and a parity test for every other backend.
+// Tensors are handles to backend memory: outputs are passed as `const Tensor&` and written through.
+#pragma once
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backend/tensor.h"
+#include "core/host_array.h"
+#include "quant/formats/format.h"
+
+namespace moeq {
+
+// A linear weight [rows = out, cols = in] uploaded in its packed format.
+class BackendWeight {
+ public:
+  virtual ~BackendWeight() = default;
+  std::string format;
+  int64_t rows = 0, cols = 0;
+};
+
+// All experts of one MoE layer, uploaded together (w1 = gate, w3 = up: [inter, hidden];
+// w2 = down: [hidden, inter]).
+class BackendExperts {
+ public:
+  virtual ~BackendExperts() = default;
+  int num_experts = 0;
+  int64_t hidden = 0, inter = 0;
+};
+
+// Key/value cache: k and v are [layers, slots, ctx, kv_dim]; a slot holds one sequence.
+struct KVCache {
+  Tensor k, v;
+  int layers = 0, slots = 0, ctx = 0, kv_dim = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // ---- memory -----------------------------------------------------------------------------
+  virtual Tensor alloc(DType dtype, std::vector<int64_t> shape) = 0;
+  virtual void to_device(const Tensor& dst, const void* host_src) = 0;  // dst.nbytes() bytes
+  virtual void to_host(void* host_dst, const Tensor& src) = 0;          // src.nbytes() bytes
+  virtual std::unique_ptr<BackendWeight> upload_weight(const QuantizedWeight& w) = 0;
+  virtual std::unique_ptr<BackendExperts> upload_experts(const std::vector<QuantizedWeight>& w1,
+                                                         const std::vector<QuantizedWeight>& w2,
+                                                         const std::vector<QuantizedWeight>& w3) = 0;
+  virtual KVCache alloc_kv(int layers, int slots, int ctx, int kv_dim) = 0;
+  virtual void synchronize() {}
+
+  Tensor upload(const HostArray& a);      // same dtype and shape
+  Tensor upload_f32(const HostArray& a);  // any float dtype, widened to F32
+  std::vector<float> download_f32(const Tensor& t);
+
+  // ---- ops (all tensors belong to this backend; the first dimension counts tokens) ----------
+  // out[t] = table row ids[t]; ids I32 [T], out F32 [T, table.cols].
+  virtual void embedding(const BackendWeight& table, const Tensor& ids, const Tensor& out) = 0;
+  // out = x / sqrt(mean(x^2) + eps) * weight, per row; x, out F32 [T, D]; weight F32 [D].
+  virtual void rmsnorm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) = 0;
+  // out[T, w.rows] = x[T, w.cols] W^T.
+  virtual void linear(const Tensor& x, const BackendWeight& w, const Tensor& out) = 0;
+  // In place, rotate-half RoPE on the first rotary_dim dims of each head; x F32 [T, n_heads*head_dim].
+  virtual void rope(const Tensor& x, const Tensor& positions, int n_heads, int head_dim, int rotary_dim,
+                    double theta) = 0;
+  // Writes k, v [T, kv_dim] into the cache at (slots[t], positions[t]) of `layer`, then
+  // out[t] = softmax(q k^T / sqrt(head_dim)) v over cache positions 0..positions[t] of slots[t]
+  // (GQA: query head h reads kv head h / (n_heads / n_kv_heads)).
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCache& kv, int layer,
+                         const Tensor& positions, const Tensor& slots, int n_heads, int n_kv_heads,
+                         int head_dim, const Tensor& out) = 0;
+  // MiniMax router: s = sigmoid(x G^T); choose top_k of s + bias; weights = s[chosen] renormalised.
+  // ids I32 [T, top_k], weights F32 [T, top_k] (in descending order of s + bias).
+  virtual void router(const Tensor& x, const BackendWeight& gate, const Tensor& bias, int top_k, const Tensor& ids,
+                      const Tensor& weights) = 0;
+  // out[t] = sum_j weights[t,j] * (silu(x W1_e^T) * (x W3_e^T)) W2_e^T with e = ids[t,j].
+  virtual void moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
+                           const Tensor& out) = 0;
+  // out = a + b (out may alias a).
+  virtual void add(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  // out[i] = x[rows[i]]; rows I32 [n].
+  virtual void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) = 0;
+};
+
+// "cpu", "cuda" or "auto" (cuda when a device is present and moeq was built with CUDA).
+std::unique_ptr<Backend> make_backend(std::string_view name);
+bool cuda_available();
+std::vector<std::string> backend_names();
+
+}  // namespace moeq
