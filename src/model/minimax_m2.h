@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "model/config.h"
+#include "model/decoder_layer.h"
 #include "model/weights.h"
 
 namespace moeq {
@@ -35,14 +36,10 @@ class Model {
   std::function<void(int index, const Tensor& hidden)> on_hidden;
 
  private:
-  struct Layer {
-    Tensor input_norm, post_norm, q_norm, k_norm, router_bias;
-    std::unique_ptr<BackendWeight> q, k, v, o, gate;
-    std::unique_ptr<BackendExperts> experts;
-  };
   struct Buffers {  // activations, sized for the largest batch seen so far
     int64_t tokens = 0, logit_rows = 0;
-    Tensor ids, pos, slots, rows, h, x, q, k, v, attn, tmp, route_ids, route_w, sel, logits;
+    Tensor ids, pos, slots, rows, h, sel, logits;
+    LayerScratch layer;
   };
   void reserve(int64_t T, int64_t R);
 
@@ -50,7 +47,7 @@ class Model {
   Backend& be_;
   std::unique_ptr<BackendWeight> embed_, lm_head_;
   Tensor final_norm_;
-  std::vector<Layer> layers_;
+  std::vector<BackendLayer> layers_;
   Buffers buf_;
   Tensor logits_view_;
 };

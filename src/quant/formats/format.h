@@ -25,6 +25,14 @@ struct QuantizedWeight {
   double bits_per_weight() const { return 8.0 * double(storage_bytes()) / double(rows * cols); }
 };
 
+// Input to a format's quantizer: a float matrix and, optionally, the importance of each input
+// channel (the calibration mean square of that input, "imatrix"); null means all equal.
+struct QuantizeInput {
+  const float* w = nullptr;  // [rows][cols], row-major
+  int64_t rows = 0, cols = 0;
+  const float* importance = nullptr;  // [cols] or null
+};
+
 struct FormatOps {
   std::string_view name;
   // Checks parts, dtypes and shapes against rows/cols; throws moeq::Error naming `where`.
@@ -33,6 +41,11 @@ struct FormatOps {
   void (*dequantize_rows_ref)(const QuantizedWeight& w, int64_t r0, int64_t n, float* out);
   // The same values, vectorised where it pays (tested equal to the reference, bit for bit).
   void (*dequantize_rows)(const QuantizedWeight& w, int64_t r0, int64_t n, float* out);
+  // Optional fused y[i] = sum_j W[r0 + i][j] x[j] for i < n, straight from the packed data
+  // (decode's matvec); null: backends dequantize a panel and multiply.
+  void (*matvec)(const QuantizedWeight& w, const float* x, int64_t r0, int64_t n, float* y);
+  // Quantizes a float matrix into this format (throws if the shape does not fit the format).
+  QuantizedWeight (*quantize)(const QuantizeInput& in);
 };
 
 const FormatOps& format_ops(std::string_view name);  // throws moeq::Error for an unknown tag
