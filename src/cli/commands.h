@@ -20,5 +20,6 @@ using Action = std::function<int()>;
 void add_inspect(CLI::App& app, Action& action);
 void add_run(CLI::App& app, Action& action);
 void add_eval(CLI::App& app, Action& action);
+void add_convert(CLI::App& app, Action& action);
 
 }  // namespace moeq::cli

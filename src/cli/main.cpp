@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   moeq::cli::add_inspect(app, action);
   moeq::cli::add_run(app, action);
   moeq::cli::add_eval(app, action);
+  moeq::cli::add_convert(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

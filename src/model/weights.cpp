@@ -48,8 +48,47 @@ std::pair<int64_t, int64_t> fp8_block(const ModelConfig& c) {
 
 }  // namespace
 
+namespace {
+
+bool is_moeq(const ModelConfig& c) {
+  return c.quantization.is_object() && c.quantization.value("quant_method", "") == "moeq";
+}
+
+// moeq's layout: config.json quantization_config.modules[<module>] = {"format", "block"}; the
+// parts are stored as "<module>.qweight", "<module>.scales", "<module>.codebook".
+QuantizedWeight load_moeq_linear(const io::Checkpoint& ck, const ModelConfig& c, const std::string& module,
+                                 int64_t rows, int64_t cols) {
+  const std::string where = (ck.dir() / "config.json").string();
+  const auto& mods = c.quantization.contains("modules") ? c.quantization["modules"] : nlohmann::json();
+  if (!mods.is_object() || !mods.contains(module))
+    fail("{}: quantization_config.modules has no record for '{}'", where, module);
+  const auto& rec = mods[module];
+  if (!rec.is_object() || !rec.contains("format") || !rec["format"].is_string())
+    fail("{}: quantization_config.modules['{}'] has no format", where, module);
+  QuantizedWeight q;
+  q.format = rec["format"].get<std::string>();
+  format_ops(q.format);  // an unknown format fails here, naming it
+  q.rows = rows;
+  q.cols = cols;
+  if (rec.contains("block")) {
+    const auto& b = rec["block"];
+    if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() || !b[1].is_number_integer())
+      fail("{}: quantization_config.modules['{}'].block must be two integers", where, module);
+    q.block_rows = b[0].get<int64_t>();
+    q.block_cols = b[1].get<int64_t>();
+  }
+  for (const char* part : {"qweight", "scales", "codebook"})
+    if (ck.has(module + "." + part)) q.parts[part] = ck.get(module + "." + part);
+  if (!q.parts.count("qweight")) fail("{}: missing tensor '{}.qweight'", ck.dir().string(), module);
+  format_ops(q.format).validate(q, ck.file_of(module + ".qweight").string() + ": module '" + module + "'");
+  return q;
+}
+
+}  // namespace
+
 QuantizedWeight load_linear(const io::Checkpoint& ck, const ModelConfig& c, const std::string& module, int64_t rows,
                             int64_t cols) {
+  if (is_moeq(c)) return load_moeq_linear(ck, c, module, rows, cols);
   const std::string wname = module + ".weight";
   if (!ck.has(wname)) fail("{}: missing tensor '{}'", ck.dir().string(), wname);
   const std::string where = ck.file_of(wname).string() + ": tensor '" + wname + "'";

@@ -9,10 +9,17 @@ namespace moeq {
 extern const FormatOps kFormatF32;
 extern const FormatOps kFormatBf16;
 extern const FormatOps kFormatFp8B128;
+extern const FormatOps kFormatQ8G32;
+extern const FormatOps kFormatInt4G32, kFormatInt4G128, kFormatInt3G32, kFormatInt2G32;
+extern const FormatOps kFormatLloyd2G32, kFormatLloyd3G32, kFormatLloyd4G32;
+extern const FormatOps kFormatLloyd2G128, kFormatLloyd3G128, kFormatLloyd4G128;
 
 namespace {
-const std::array<const FormatOps*, 3>& all_formats() {
-  static const std::array<const FormatOps*, 3> all = {&kFormatF32, &kFormatBf16, &kFormatFp8B128};
+const std::array<const FormatOps*, 14>& all_formats() {
+  static const std::array<const FormatOps*, 14> all = {
+      &kFormatF32,       &kFormatBf16,       &kFormatFp8B128,    &kFormatQ8G32,      &kFormatInt4G32,
+      &kFormatInt4G128,  &kFormatInt3G32,    &kFormatInt2G32,    &kFormatLloyd2G32,  &kFormatLloyd3G32,
+      &kFormatLloyd4G32, &kFormatLloyd2G128, &kFormatLloyd3G128, &kFormatLloyd4G128};
   return all;
 }
 }  // namespace
