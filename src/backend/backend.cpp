@@ -3,6 +3,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #ifdef MOEQ_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/device.h"
 #endif
 
@@ -47,12 +48,12 @@ std::vector<std::string> backend_names() {
 }
 
 std::unique_ptr<Backend> make_backend(std::string_view name) {
-  if (name == "auto") name = "cpu";  // becomes cuda when a device is present once that backend lands
+  if (name == "auto") name = cuda_available() ? "cuda" : "cpu";
   if (name == "cpu") return std::make_unique<CpuBackend>();
   if (name == "cuda") {
 #ifdef MOEQ_HAVE_CUDA
     if (!cuda_available()) fail("--device cuda: no CUDA device is present");
-    fail("--device cuda: the CUDA backend is not part of this build yet");
+    return make_cuda_backend(0);
 #else
     fail("--device cuda: this moeq was built without CUDA (no nvcc at build time)");
 #endif

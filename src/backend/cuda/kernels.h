@@ -1,0 +1,73 @@
+// Host-side launchers of the CUDA backend's kernels (each file under kernels/ implements some).
+// All take device pointers and a stream, check the launch, and never synchronise.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/cuda/dev_weight.h"
+
+namespace moeq::cuda {
+
+// ---- elementwise.cu ----
+void embedding(const DevWeight& table, const int32_t* ids, int64_t T, float* out, int32_t* bad_id, cudaStream_t s);
+void rmsnorm(const float* x, const float* w, float eps, int64_t T, int64_t D, float* out, cudaStream_t s);
+void rope(float* x, const int32_t* pos, int64_t T, int n_heads, int head_dim, int rotary_dim, const float* inv_freq,
+          cudaStream_t s);
+void add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
+void gather_rows(const float* x, const int32_t* rows, int64_t n, int64_t D, float* out, cudaStream_t s);
+void fill_f32(float* p, float v, int64_t n, cudaStream_t s);
+
+// ---- gemv.cu: y[t][r] = sum_j W[r][j] x[t][j], for few tokens (decode) ----
+constexpr int kGemvMaxTokens = 8;
+void gemv(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s);
+
+// ---- gemm.cu: tensor-core matrix products on dequantized tiles (prefill) ----
+void gemm(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s);
+
+// ---- attention.cu ----
+// Writes k, v rows into the cache, then attends (split over the cache length, then combined).
+void kv_write(const float* k, const float* v, const int32_t* pos, const int32_t* slots, int64_t T, float* kc,
+              float* vc, int64_t slot_stride, int kv_dim, int ctx, cudaStream_t s);
+struct AttnScratch {
+  float* partial_o = nullptr;    // [T][n_heads][splits][head_dim]
+  float* partial_ml = nullptr;   // [T][n_heads][splits][2]
+  int64_t capacity_splits = 0;   // T * n_heads * splits the buffers hold
+};
+int attention_splits(int64_t T, int n_kv_heads, int ctx, int sm_count);
+void attention(const float* q, const float* kc, const float* vc, const int32_t* pos, const int32_t* slots, int64_t T,
+               int n_heads, int n_kv_heads, int head_dim, int64_t slot_stride, int ctx, int splits,
+               const AttnScratch& scratch, float* out, cudaStream_t s);
+
+// ---- router.cu: from router logits [T][E]: sigmoid, top-k of (s + bias), renormalised ----
+void router_topk(const float* logits, const float* bias, int64_t T, int E, int K, int32_t* ids, float* weights,
+                 cudaStream_t s);
+
+// ---- moe.cu ----
+struct MoeWeights {
+  DevWeight w1, w2, w3;  // stacked over experts
+  int64_t hidden = 0, inter = 0;
+  int experts = 0;
+};
+// Decode path (few tokens): a[t*K+k] = silu(x W1_e) * (x W3_e); out[t] = sum_k wt * a W2_e.
+void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t T, int K,
+                float* a_scratch, float* out, cudaStream_t s);
+// Prefill path: tokens grouped by expert, tensor-core products per expert.
+struct MoeScratch {
+  int32_t* counts = nullptr;      // [E]
+  int32_t* offsets = nullptr;     // [E + 1]
+  int32_t* cursor = nullptr;      // [E]
+  int32_t* perm = nullptr;        // [T*K]: (t*K + k) in expert order
+  int32_t* perm_token = nullptr;  // [T*K]: token of perm[i]
+  float* perm_weight = nullptr;   // [T*K]
+  int32_t* tiles = nullptr;       // [max_tiles][3]: expert, start, rows
+  int32_t* num_tiles = nullptr;   // [1]
+  float* a = nullptr;             // [T*K][inter]
+  float* y = nullptr;             // [T*K][hidden]
+  int64_t capacity = 0;           // T*K the buffers hold
+};
+int64_t moe_max_tiles(int64_t pairs, int experts);
+void moe_prefill(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t T, int K,
+                 const MoeScratch& sc, float* out, cudaStream_t s);
+
+}  // namespace moeq::cuda

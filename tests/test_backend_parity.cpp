@@ -1,0 +1,296 @@
+// Every CUDA op against the CPU op on fresh random inputs at several shapes, the real MiniMax-M2
+// dimensions included, with outputs poisoned (NaN) first to catch unwritten elements; then the
+// whole tiny-m2 model. Skipped (GTEST_SKIP) when no CUDA device is present.
+//
+// Tolerances (relative error ||cuda - cpu|| / ||cpu||), by the arithmetic each path uses:
+//   f32 paths (decode products with <= 16 tokens, norms, RoPE, attention, router): 1e-5
+//     (summation order only; fewer ulps are not promised by either side)
+//   tensor-core paths (> 16 tokens: products on bf16-rounded operands, f32 accumulation): 1e-2
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
+#include "io/safetensors.h"
+#include "model/minimax_m2.h"
+#include "support/numeric.h"
+#include "support/random.h"
+#include "support/test_support.h"
+
+using namespace moeq;
+
+namespace {
+
+constexpr double kF32Tol = 1e-5, kTensorCoreTol = 1e-2;
+constexpr int64_t kDecodeTokens = 16;
+
+class Parity : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+    gpu = make_backend("cuda");
+  }
+  std::unique_ptr<Backend> gpu;
+  CpuBackend cpu;
+  std::mt19937_64 rng{test::test_seed()};
+
+  // The same host data on both backends.
+  std::pair<Tensor, Tensor> both(const std::vector<float>& v, std::vector<int64_t> shape) {
+    Tensor a = cpu.alloc(DType::F32, shape), b = gpu->alloc(DType::F32, shape);
+    cpu.to_device(a, v.data());
+    gpu->to_device(b, v.data());
+    return {a, b};
+  }
+  std::pair<Tensor, Tensor> both_i32(const std::vector<int32_t>& v, std::vector<int64_t> shape) {
+    Tensor a = cpu.alloc(DType::I32, shape), b = gpu->alloc(DType::I32, shape);
+    cpu.to_device(a, v.data());
+    gpu->to_device(b, v.data());
+    return {a, b};
+  }
+  // Outputs start as NaN on both sides: an element the op does not write fails the comparison.
+  std::pair<Tensor, Tensor> poisoned(std::vector<int64_t> shape) {
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    return both(std::vector<float>(static_cast<size_t>(n), NAN), shape);
+  }
+  double compare(const Tensor& c, const Tensor& g) {
+    const std::vector<float> a = cpu.download_f32(c), b = gpu->download_f32(g);
+    for (size_t i = 0; i < b.size(); ++i)
+      if (!std::isfinite(b[i])) return INFINITY;  // unwritten (NaN poison) or broken
+    return test::rel_err(b.data(), a.data(), a.size());
+  }
+  QuantizedWeight weight(const std::string& fmt, int64_t rows, int64_t cols, float scale = 0.05f) {
+    const auto w = test::randn(size_t(rows * cols), rng, scale);
+    std::vector<float> imp = test::randn(size_t(cols), rng);
+    for (auto& v : imp) v = v * v + 0.1f;
+    return format_ops(fmt).quantize({w.data(), rows, cols, imp.data()});
+  }
+};
+
+const std::vector<std::string> kFormats = {"f32",      "bf16",     "fp8_b128",   "q8_g32",     "int4_g32",
+                                           "int4_g128", "int3_g32", "int2_g32",   "lloyd2_g32", "lloyd3_g32",
+                                           "lloyd4_g32", "lloyd2_g128", "lloyd3_g128", "lloyd4_g128"};
+
+}  // namespace
+
+TEST_F(Parity, RmsNorm) {
+  for (auto [T, D] : std::vector<std::pair<int64_t, int64_t>>{{1, 384}, {17, 3072}, {300, 6144}, {5, 1024}}) {
+    auto x = both(test::randn(size_t(T * D), rng, 2.0f), {T, D});
+    auto w = both(test::randn(size_t(D), rng), {D});
+    auto o = poisoned({T, D});
+    cpu.rmsnorm(x.first, w.first, 1e-6f, o.first);
+    gpu->rmsnorm(x.second, w.second, 1e-6f, o.second);
+    EXPECT_LT(compare(o.first, o.second), kF32Tol) << T << "x" << D;
+  }
+}
+
+TEST_F(Parity, PartialRope) {
+  for (auto [T, H, hd, rd] : std::vector<std::array<int, 4>>{{1, 48, 128, 64}, {33, 12, 64, 32}, {200, 8, 128, 64}}) {
+    const auto v = test::randn(size_t(T * H * hd), rng);
+    std::vector<int32_t> pos(static_cast<size_t>(T));
+    std::uniform_int_distribution<int32_t> pd(0, 8000);
+    for (auto& p : pos) p = pd(rng);
+    auto x = both(v, {T, int64_t(H) * hd});
+    auto p = both_i32(pos, {T});
+    cpu.rope(x.first, p.first, H, hd, rd, 5e6);
+    gpu->rope(x.second, p.second, H, hd, rd, 5e6);
+    EXPECT_LT(compare(x.first, x.second), kF32Tol) << T << " " << H << " " << hd;
+  }
+}
+
+TEST_F(Parity, LinearEveryFormatDecodeAndPrefillPaths) {
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1536, 3072}, {3072, 1536}, {128, 384}, {96, 256}};
+  for (const auto& fmt : kFormats)
+    for (auto [N, K] : shapes) {
+      if (fmt.ends_with("g128") && K % 128) continue;
+      const QuantizedWeight q = weight(fmt, N, K);
+      auto wc = cpu.upload_weight(q);
+      auto wg = gpu->upload_weight(q);
+      for (int64_t T : {1, 3, 8, 13, 16, 17, 100}) {
+        if (N * K > 1000000 && T > 1 && T < 16 && T != 8) continue;  // keep the test short
+        auto x = both(test::randn(size_t(T * K), rng), {T, K});
+        auto o = poisoned({T, N});
+        cpu.linear(x.first, *wc, o.first);
+        gpu->linear(x.second, *wg, o.second);
+        const double tol = T <= kDecodeTokens ? kF32Tol : kTensorCoreTol;
+        EXPECT_LT(compare(o.first, o.second), tol) << fmt << " " << N << "x" << K << " T=" << T;
+      }
+    }
+}
+
+TEST_F(Parity, EmbeddingEveryFormat) {
+  for (const auto& fmt : kFormats) {
+    const QuantizedWeight q = weight(fmt, 1000, 256);
+    auto wc = cpu.upload_weight(q);
+    auto wg = gpu->upload_weight(q);
+    const std::vector<int32_t> ids = {0, 999, 17, 17, 500};
+    auto i = both_i32(ids, {5});
+    auto o = poisoned({5, 256});
+    cpu.embedding(*wc, i.first, o.first);
+    gpu->embedding(*wg, i.second, o.second);
+    EXPECT_EQ(compare(o.first, o.second), 0.0) << fmt << ": dequantization must be bit-identical";
+  }
+}
+
+TEST_F(Parity, AttentionMixedBatchesOverTheCache) {
+  // (heads, kv heads, head_dim, ctx): tiny-m2 and MiniMax-M2 shapes.
+  for (auto [nh, nkv, hd, ctx] : std::vector<std::array<int, 4>>{{12, 2, 64, 300}, {48, 8, 128, 2100}}) {
+    const int slots = 3, layers = 2, kvd = nkv * hd;
+    KVCache kc = cpu.alloc_kv(layers, slots, ctx, kvd), kg = gpu->alloc_kv(layers, slots, ctx, kvd);
+    auto run = [&](const std::vector<int32_t>& sl, const std::vector<int32_t>& ps, const char* what) {
+      const int64_t T = int64_t(sl.size());
+      auto q = both(test::randn(size_t(T * nh * hd), rng), {T, int64_t(nh) * hd});
+      auto k = both(test::randn(size_t(T * kvd), rng), {T, kvd});
+      auto v = both(test::randn(size_t(T * kvd), rng), {T, kvd});
+      auto s = both_i32(sl, {T});
+      auto p = both_i32(ps, {T});
+      auto o = poisoned({T, int64_t(nh) * hd});
+      cpu.attention(q.first, k.first, v.first, kc, 1, p.first, s.first, nh, nkv, hd, o.first);
+      gpu->attention(q.second, k.second, v.second, kg, 1, p.second, s.second, nh, nkv, hd, o.second);
+      EXPECT_LT(compare(o.first, o.second), kF32Tol) << what << " nh=" << nh << " ctx=" << ctx;
+    };
+    // Prefill of slot 1 (long), then decode steps mixing slots, then a chunk continuing slot 1.
+    std::vector<int32_t> sl(static_cast<size_t>(ctx - 40), 1), ps(static_cast<size_t>(ctx - 40));
+    std::iota(ps.begin(), ps.end(), 0);
+    run(sl, ps, "prefill");
+    run({1}, {ctx - 40}, "decode one");
+    run({0, 1, 2}, {0, ctx - 39, 0}, "decode mixed");
+    std::vector<int32_t> sl2(20, 1), ps2(20);
+    std::iota(ps2.begin(), ps2.end(), ctx - 38);
+    run(sl2, ps2, "chunk");
+  }
+}
+
+TEST_F(Parity, Router) {
+  for (auto [T, H, E, K] : std::vector<std::array<int64_t, 4>>{{1, 3072, 256, 8}, {40, 384, 32, 4}, {300, 3072, 256, 8}}) {
+    const QuantizedWeight g = weight("bf16", E, H, 0.02f);
+    auto gc = cpu.upload_weight(g);
+    auto gg = gpu->upload_weight(g);
+    auto x = both(test::randn(size_t(T * H), rng), {T, H});
+    auto b = both(test::randn(size_t(E), rng, 0.1f), {E});
+    Tensor ic = cpu.alloc(DType::I32, {T, K}), ig = gpu->alloc(DType::I32, {T, K});
+    auto w = poisoned({T, K});
+    cpu.router(x.first, *gc, b.first, int(K), ic, w.first);
+    gpu->router(x.second, *gg, b.second, int(K), ig, w.second);
+    std::vector<int32_t> a(size_t(T * K)), c(size_t(T * K));
+    cpu.to_host(a.data(), ic);
+    gpu->to_host(c.data(), ig);
+    EXPECT_EQ(a, c) << "T=" << T << " E=" << E;
+    EXPECT_LT(compare(w.first, w.second), kF32Tol);
+  }
+}
+
+TEST_F(Parity, MoeExpertsDecodeAndPrefill) {
+  struct Case {
+    int64_t H, I, E, K;
+    std::string f13, f2;
+  };
+  for (const Case& cs : std::vector<Case>{{384, 128, 32, 4, "fp8_b128", "fp8_b128"},
+                                          {384, 128, 32, 4, "lloyd3_g32", "int4_g32"},
+                                          {3072, 1536, 32, 8, "lloyd4_g32", "lloyd4_g32"},
+                                          {3072, 1536, 64, 8, "q8_g32", "int2_g32"}}) {
+    std::vector<QuantizedWeight> w1, w2, w3;
+    for (int64_t e = 0; e < cs.E; ++e) {
+      w1.push_back(weight(cs.f13, cs.I, cs.H));
+      w2.push_back(weight(cs.f2, cs.H, cs.I));
+      w3.push_back(weight(cs.f13, cs.I, cs.H));
+    }
+    auto ec = cpu.upload_experts(w1, w2, w3);
+    auto eg = gpu->upload_experts(w1, w2, w3);
+    for (int64_t T : {1, 5, 16, 17, 200}) {
+      std::vector<int32_t> ids(static_cast<size_t>(T * cs.K));
+      std::vector<float> wt(static_cast<size_t>(T * cs.K));
+      std::uniform_int_distribution<int32_t> pick(0, int32_t(cs.E - 1));
+      std::uniform_real_distribution<float> u(0.05f, 1.0f);
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t k = 0; k < cs.K; ++k) {  // distinct experts per token
+          int32_t e;
+          bool dup;
+          do {
+            e = pick(rng);
+            dup = false;
+            for (int64_t j = 0; j < k; ++j) dup |= ids[size_t(t * cs.K + j)] == e;
+          } while (dup);
+          ids[size_t(t * cs.K + k)] = e;
+          wt[size_t(t * cs.K + k)] = u(rng);
+        }
+      auto x = both(test::randn(size_t(T * cs.H), rng), {T, cs.H});
+      auto i = both_i32(ids, {T, cs.K});
+      auto w = both(wt, {T, cs.K});
+      auto o = poisoned({T, cs.H});
+      cpu.moe_experts(x.first, i.first, w.first, *ec, o.first);
+      gpu->moe_experts(x.second, i.second, w.second, *eg, o.second);
+      const double tol = T <= kDecodeTokens ? kF32Tol : kTensorCoreTol;
+      EXPECT_LT(compare(o.first, o.second), tol) << cs.f13 << "/" << cs.f2 << " H=" << cs.H << " T=" << T;
+    }
+  }
+}
+
+TEST_F(Parity, AddAndGather) {
+  auto a = both(test::randn(1000, rng), {10, 100});
+  auto b = both(test::randn(1000, rng), {10, 100});
+  auto o = poisoned({10, 100});
+  cpu.add(a.first, b.first, o.first);
+  gpu->add(a.second, b.second, o.second);
+  EXPECT_EQ(compare(o.first, o.second), 0.0);
+  auto r = both_i32({9, 0, 4}, {3});
+  auto g = poisoned({3, 100});
+  cpu.gather_rows(a.first, r.first, g.first);
+  gpu->gather_rows(a.second, r.second, g.second);
+  EXPECT_EQ(compare(g.first, g.second), 0.0);
+}
+
+// The whole model: logits of both golden sequences, and the greedy continuation.
+TEST_F(Parity, TinyModelLogitsAndGreedy) {
+  CpuBackend cb;
+  auto mc = Model::load(test::tiny_model_dir(), cb);
+  auto mg = Model::load(test::tiny_model_dir(), *gpu);
+  const auto golden = io::SafetensorsFile::open(test::tiny_model_dir() / "golden.safetensors");
+  const HostArray ids = golden.get("input_ids");
+  const int64_t T = ids.shape[1];
+  // Prefill path (48 tokens: tensor cores) and decode path (chunks of 16: f32) both.
+  for (int64_t chunk : {T, int64_t(16)}) {
+    KVCache kc = mc->make_cache(1, int(T)), kg = mg->make_cache(1, int(T));
+    std::vector<float> lc, lg;
+    for (int64_t p0 = 0; p0 < T; p0 += chunk) {
+      const int64_t n = std::min(chunk, T - p0);
+      std::vector<int32_t> pos(static_cast<size_t>(n)), slots(static_cast<size_t>(n), 0), rows(static_cast<size_t>(n));
+      std::iota(pos.begin(), pos.end(), int32_t(p0));
+      std::iota(rows.begin(), rows.end(), 0);
+      const std::span<const int32_t> seq(ids.as<int32_t>() + p0, size_t(n));
+      const auto a = cb.download_f32(mc->forward(seq, pos, slots, rows, kc));
+      const auto b = gpu->download_f32(mg->forward(seq, pos, slots, rows, kg));
+      lc.insert(lc.end(), a.begin(), a.end());
+      lg.insert(lg.end(), b.begin(), b.end());
+    }
+    const double err = test::rel_err(lg.data(), lc.data(), lc.size());
+    std::printf("tiny-m2 logits, prefill chunks of %lld: relative error %.3g\n", (long long)chunk, err);
+    EXPECT_LT(err, chunk <= kDecodeTokens ? 1e-5 : kTensorCoreTol);
+  }
+  // Greedy: prompt of 32 tokens, 32 new tokens, on both backends; must be identical.
+  const HostArray prompt = golden.get("greedy_prompt"), expect = golden.get("greedy_output");
+  for (int64_t chunk : {int64_t(32), int64_t(16)}) {
+    KVCache kg = mg->make_cache(1, 64);
+    std::vector<int32_t> out;
+    int32_t next = -1;
+    for (int64_t p0 = 0; p0 < 32; p0 += chunk) {
+      std::vector<int32_t> pos(static_cast<size_t>(chunk)), slots(static_cast<size_t>(chunk), 0);
+      std::iota(pos.begin(), pos.end(), int32_t(p0));
+      const int32_t last = int32_t(chunk - 1);
+      const auto l = gpu->download_f32(mg->forward(std::span<const int32_t>(prompt.as<int32_t>() + p0, size_t(chunk)),
+                                                   pos, slots, std::span<const int32_t>(&last, 1), kg));
+      next = int32_t(std::max_element(l.begin(), l.end()) - l.begin());
+    }
+    for (int i = 0; i < 32; ++i) {
+      out.push_back(next);
+      const int32_t p = 32 + i, z = 0;
+      const auto l = gpu->download_f32(mg->forward(std::span<const int32_t>(&next, 1), std::span<const int32_t>(&p, 1),
+                                                   std::span<const int32_t>(&z, 1), std::span<const int32_t>(&z, 1), kg));
+      next = int32_t(std::max_element(l.begin(), l.end()) - l.begin());
+    }
+    EXPECT_EQ(out, std::vector<int32_t>(expect.as<int32_t>(), expect.as<int32_t>() + 32)) << "prefill chunk " << chunk;
+  }
+}
