@@ -2,6 +2,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
+#include "quant/formats/synthetic.h"
 #ifdef MOEQ_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/device.h"
@@ -29,6 +30,49 @@ std::vector<float> Backend::download_f32(const Tensor& t) {
   std::vector<float> out(size_t(t.numel()));
   to_host(out.data(), t);
   return out;
+}
+
+void Backend::linear3(const Tensor& x, const BackendWeight& a, const Tensor& oa, const BackendWeight& b,
+                      const Tensor& ob, const BackendWeight& c, const Tensor& oc) {
+  linear(x, a, oa);
+  linear(x, b, ob);
+  linear(x, c, oc);
+}
+
+void Backend::qk_norm_rope(const Tensor& q, const Tensor& k, const Tensor& q_weight, const Tensor& k_weight,
+                           float eps, const Tensor& positions, int n_heads, int n_kv_heads, int head_dim,
+                           int rotary_dim, double theta) {
+  rmsnorm(q, q_weight, eps, q);
+  rmsnorm(k, k_weight, eps, k);
+  rope(q, positions, n_heads, head_dim, rotary_dim, theta);
+  rope(k, positions, n_kv_heads, head_dim, rotary_dim, theta);
+}
+
+void Backend::linear_add(const Tensor& x, const BackendWeight& w, const Tensor& out, const Tensor& tmp) {
+  linear(x, w, tmp);
+  add(out, tmp, out);
+}
+
+void Backend::moe_experts_add(const Tensor& x, const Tensor& ids, const Tensor& weights,
+                              const BackendExperts& experts, const Tensor& out, const Tensor& tmp) {
+  moe_experts(x, ids, weights, experts, tmp);
+  add(out, tmp, out);
+}
+
+std::unique_ptr<BackendWeight> Backend::synthetic_weight(const std::string& format, int64_t rows, int64_t cols,
+                                                         uint64_t seed) {
+  return upload_weight(synthetic_host_weight(format, rows, cols, seed));
+}
+
+std::unique_ptr<BackendExperts> Backend::synthetic_experts(const std::string& format13, const std::string& format2,
+                                                           int experts, int64_t hidden, int64_t inter, uint64_t seed) {
+  std::vector<QuantizedWeight> w1, w2, w3;
+  for (int e = 0; e < experts; ++e) {
+    w1.push_back(synthetic_host_weight(format13, inter, hidden, seed + 3 * uint64_t(e)));
+    w2.push_back(synthetic_host_weight(format2, hidden, inter, seed + 3 * uint64_t(e) + 1));
+    w3.push_back(synthetic_host_weight(format13, inter, hidden, seed + 3 * uint64_t(e) + 2));
+  }
+  return upload_experts(w1, w2, w3);
 }
 
 bool cuda_available() {

@@ -84,6 +84,45 @@ class Backend {
   virtual void add(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
   // out[i] = x[rows[i]]; rows I32 [n].
   virtual void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) = 0;
+  // oa = x A^T, ob = x B^T, oc = x C^T: the attention's q, k and v projections (one input), fused
+  // where a backend can (the default calls linear three times).
+  virtual void linear3(const Tensor& x, const BackendWeight& a, const Tensor& oa, const BackendWeight& b,
+                       const Tensor& ob, const BackendWeight& c, const Tensor& oc);
+  // In place: q and k each RMS-normalised over the whole row (q_weight, k_weight), then partial
+  // RoPE on both; what the attention block does between the projections and attention, fused
+  // where a backend can (the default calls rmsnorm and rope).
+  virtual void qk_norm_rope(const Tensor& q, const Tensor& k, const Tensor& q_weight, const Tensor& k_weight,
+                            float eps, const Tensor& positions, int n_heads, int n_kv_heads, int head_dim,
+                            int rotary_dim, double theta);
+  // Residual forms, fused where a backend can: out += x W^T, out += moe(x). `tmp` (the shape of
+  // out) is scratch for backends that compute the two steps apart (the defaults do).
+  virtual void linear_add(const Tensor& x, const BackendWeight& w, const Tensor& out, const Tensor& tmp);
+  virtual void moe_experts_add(const Tensor& x, const Tensor& ids, const Tensor& weights,
+                               const BackendExperts& experts, const Tensor& out, const Tensor& tmp);
+  // ids[t] = argmax of logits row t (lowest index on ties): greedy sampling where the logits are.
+  virtual void argmax(const Tensor& logits, const Tensor& ids) = 0;
+
+  // ---- benchmarks ----------------------------------------------------------------------------
+  // Random weights of a format with valid contents (finite, roughly unit-variance products), made
+  // where they live (the CUDA backend fills device memory: no host copy of a 100 GB model).
+  virtual std::unique_ptr<BackendWeight> synthetic_weight(const std::string& format, int64_t rows, int64_t cols,
+                                                          uint64_t seed);
+  virtual std::unique_ptr<BackendExperts> synthetic_experts(const std::string& format13, const std::string& format2,
+                                                            int experts, int64_t hidden, int64_t inter, uint64_t seed);
+  // Measured copy bandwidth of this backend's memory: bytes read + written per second.
+  virtual double copy_bandwidth() = 0;
+  // Bytes this backend can still allocate (device memory free; host RAM for the CPU).
+  virtual int64_t memory_available() = 0;
+
+  // ---- CUDA graphs: ops issued between begin_capture and end_capture are recorded, not run ----
+  virtual bool supports_graphs() const { return false; }
+  virtual void begin_capture() {}
+  virtual std::shared_ptr<void> end_capture() { return nullptr; }
+  virtual void replay(const std::shared_ptr<void>& /*graph*/) {}
+
+  // ---- per-op timing (benchmarks): seconds spent in each op since profiling was switched on ----
+  virtual void set_profiling(bool /*on*/) {}
+  virtual std::vector<std::pair<std::string, double>> profile() { return {}; }
 };
 
 // "cpu", "cuda" or "auto" (cuda when a device is present and moeq was built with CUDA).

@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
   moeq::cli::add_run(app, action);
   moeq::cli::add_eval(app, action);
   moeq::cli::add_convert(app, action);
+  moeq::cli::add_bench(app, action);
+  moeq::cli::add_serve(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -53,26 +53,23 @@ void attention_block(Backend& be, const ModelConfig& c, const BackendLayer& L, c
                      const AttentionTaps* taps) {
   be.rmsnorm(h, L.input_norm, c.rms_norm_eps, s.x);
   if (taps && taps->qkv_input) taps->qkv_input(s.x);
-  be.linear(s.x, *L.q, s.q);
-  be.linear(s.x, *L.k, s.k);
-  be.linear(s.x, *L.v, s.v);
-  if (c.use_qk_norm) {  // RMSNorm over the whole projection, all heads at once
-    be.rmsnorm(s.q, L.q_norm, c.rms_norm_eps, s.q);
-    be.rmsnorm(s.k, L.k_norm, c.rms_norm_eps, s.k);
+  be.linear3(s.x, *L.q, s.q, *L.k, s.k, *L.v, s.v);
+  if (c.use_qk_norm) {  // RMSNorm over the whole projection, all heads at once, then RoPE
+    be.qk_norm_rope(s.q, s.k, L.q_norm, L.k_norm, c.rms_norm_eps, pos, c.num_heads, c.num_kv_heads, c.head_dim,
+                    c.rotary_dim, c.rope_theta);
+  } else {
+    be.rope(s.q, pos, c.num_heads, c.head_dim, c.rotary_dim, c.rope_theta);
+    be.rope(s.k, pos, c.num_kv_heads, c.head_dim, c.rotary_dim, c.rope_theta);
   }
-  be.rope(s.q, pos, c.num_heads, c.head_dim, c.rotary_dim, c.rope_theta);
-  be.rope(s.k, pos, c.num_kv_heads, c.head_dim, c.rotary_dim, c.rope_theta);
   be.attention(s.q, s.k, s.v, kv, cache_layer, pos, slots, c.num_heads, c.num_kv_heads, c.head_dim, s.attn);
   if (taps && taps->o_input) taps->o_input(s.attn);
-  be.linear(s.attn, *L.o, s.tmp);
-  be.add(h, s.tmp, h);
+  be.linear_add(s.attn, *L.o, h, s.tmp);
   be.rmsnorm(h, L.post_norm, c.rms_norm_eps, s.x);
 }
 
 void moe_block(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const LayerScratch& s) {
   be.router(s.x, *L.gate, L.router_bias, c.experts_per_tok, s.route_ids, s.route_w);
-  be.moe_experts(s.x, s.route_ids, s.route_w, *L.experts, s.tmp);
-  be.add(h, s.tmp, h);
+  be.moe_experts_add(s.x, s.route_ids, s.route_w, *L.experts, h, s.tmp);
 }
 
 }  // namespace moeq

@@ -12,6 +12,53 @@ Model::Model(ModelConfig config, const HostWeights& w, Backend& backend) : cfg_(
   for (const HostLayer& hl : w.layers) layers_.push_back(BackendLayer::upload(be_, cfg_, hl));
 }
 
+Model::Model(ModelConfig config, Backend& backend) : cfg_(std::move(config)), be_(backend) {}
+
+std::unique_ptr<Model> Model::synthetic(ModelConfig c, Backend& be,
+                                        const std::function<std::string(const std::string&)>& format_of,
+                                        uint64_t seed) {
+  std::unique_ptr<Model> m(new Model(std::move(c), be));
+  const ModelConfig& cfg = m->cfg_;
+  const int64_t H = cfg.hidden_size;
+  auto ones = [&](int64_t n) {
+    HostArray a = HostArray::owned(DType::F32, {n});
+    for (int64_t i = 0; i < n; ++i) reinterpret_cast<float*>(a.mutable_data())[i] = 1.0f;
+    return be.upload_f32(a);
+  };
+  uint64_t s = seed;
+  m->embed_ = be.synthetic_weight(format_of(kEmbedModule), cfg.vocab_size, H, s++);
+  m->lm_head_ = be.synthetic_weight(format_of(kLmHeadModule), cfg.vocab_size, H, s++);
+  m->final_norm_ = ones(H);
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    BackendLayer L;
+    L.input_norm = ones(H);
+    L.post_norm = ones(H);
+    L.q_norm = ones(cfg.q_dim());
+    L.k_norm = ones(cfg.kv_dim());
+    L.router_bias = be.upload_f32(HostArray::owned(DType::F32, {cfg.num_experts}));
+    L.q = be.synthetic_weight(format_of(attn_module(l, "q_proj")), cfg.q_dim(), H, s++);
+    L.k = be.synthetic_weight(format_of(attn_module(l, "k_proj")), cfg.kv_dim(), H, s++);
+    L.v = be.synthetic_weight(format_of(attn_module(l, "v_proj")), cfg.kv_dim(), H, s++);
+    L.o = be.synthetic_weight(format_of(attn_module(l, "o_proj")), H, cfg.q_dim(), s++);
+    L.gate = be.synthetic_weight(format_of(router_module(l)), cfg.num_experts, H, s++);
+    L.experts = be.synthetic_experts(format_of(expert_module(l, 0, "w1")), format_of(expert_module(l, 0, "w2")),
+                                     cfg.num_experts, H, cfg.intermediate_size, s);
+    s += 3;
+    m->layers_.push_back(std::move(L));
+  }
+  return m;
+}
+
+std::vector<int32_t> Model::argmax_last() {
+  const int64_t R = logits_view_.rows();
+  if (!argmax_ids_.data() || argmax_ids_.numel() < R) argmax_ids_ = be_.alloc(DType::I32, {std::max<int64_t>(R, 64)});
+  const Tensor ids = argmax_ids_.view_rows(0, R);
+  be_.argmax(logits_view_, ids);
+  std::vector<int32_t> out(static_cast<size_t>(R));
+  be_.to_host(out.data(), ids);
+  return out;
+}
+
 std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, Backend& backend) {
   ModelConfig cfg = ModelConfig::load(dir);
   const io::Checkpoint ck = io::Checkpoint::open(dir);
@@ -25,6 +72,7 @@ KVCache Model::make_cache(int slots, int ctx) const {
 }
 
 void Model::reserve(int64_t T, int64_t R) {
+  if (T > buf_.tokens || R > buf_.logit_rows) graphs_by_shape_.clear();  // captured graphs hold the old buffers
   if (T > buf_.tokens) {
     buf_.tokens = T;
     buf_.ids = be_.alloc(DType::I32, {T});
@@ -50,13 +98,39 @@ const Tensor& Model::forward(std::span<const int32_t> ids, std::span<const int32
   MOEQ_CHECK(R <= T, "forward: {} logit rows for a batch of {}", R, T);
   for (int32_t r : logit_rows) MOEQ_CHECK(r >= 0 && r < T, "logit row {} outside the batch of {}", r, T);
   reserve(T, R);
-  Tensor tok = buf_.ids.view_rows(0, T), pos = buf_.pos.view_rows(0, T), slot = buf_.slots.view_rows(0, T);
-  be_.to_device(tok, ids.data());
-  be_.to_device(pos, positions.data());
-  be_.to_device(slot, slots.data());
+  be_.to_device(buf_.ids.view_rows(0, T), ids.data());
+  be_.to_device(buf_.pos.view_rows(0, T), positions.data());
+  be_.to_device(buf_.slots.view_rows(0, T), slots.data());
+  bool all_rows = R == T;
+  for (int64_t i = 0; all_rows && i < R; ++i) all_rows = logit_rows[size_t(i)] == i;
+  if (!all_rows) be_.to_device(buf_.rows.view_rows(0, R), logit_rows.data());
+  logits_view_ = buf_.logits.view_rows(0, R);
+
+  // CUDA graphs: eager the first time a shape is seen, captured the second, replayed after.
+  if (graphs_ && !on_hidden && all_rows && T <= kGraphTokens && be_.supports_graphs()) {
+    const GraphKey key{T, kv.k.data(), kv.slots, kv.ctx};
+    auto it = graphs_by_shape_.find(key);
+    if (it != graphs_by_shape_.end() && it->second) {
+      be_.replay(it->second);
+      return logits_view_;
+    }
+    if (it != graphs_by_shape_.end()) {
+      be_.begin_capture();
+      compute(T, R, all_rows, kv);
+      it->second = be_.end_capture();
+      be_.replay(it->second);
+      return logits_view_;
+    }
+    graphs_by_shape_[key] = nullptr;
+  }
+  compute(T, R, all_rows, kv);
+  return logits_view_;
+}
+
+void Model::compute(int64_t T, int64_t R, bool all_rows, KVCache& kv) {
+  const Tensor tok = buf_.ids.view_rows(0, T), pos = buf_.pos.view_rows(0, T), slot = buf_.slots.view_rows(0, T);
   const Tensor h = buf_.h.view_rows(0, T);
   const LayerScratch s = buf_.layer.first(T);
-
   be_.embedding(*embed_, tok, h);
   if (on_hidden) on_hidden(0, h);
   for (int l = 0; l < cfg_.num_layers; ++l) {
@@ -65,20 +139,15 @@ const Tensor& Model::forward(std::span<const int32_t> ids, std::span<const int32
     moe_block(be_, cfg_, L, h, s);
     if (on_hidden) on_hidden(l + 1, h);
   }
-  Tensor sel = buf_.sel.view_rows(0, R);
-  bool all_rows = R == T;
-  for (int64_t i = 0; all_rows && i < R; ++i) all_rows = logit_rows[size_t(i)] == i;
+  const Tensor sel = buf_.sel.view_rows(0, R);
   if (all_rows) {
     be_.rmsnorm(h, final_norm_, cfg_.rms_norm_eps, sel);
   } else {
-    Tensor rows = buf_.rows.view_rows(0, R);
-    be_.to_device(rows, logit_rows.data());
-    be_.gather_rows(h, rows, s.x.view_rows(0, R));
+    be_.gather_rows(h, buf_.rows.view_rows(0, R), s.x.view_rows(0, R));
     be_.rmsnorm(s.x.view_rows(0, R), final_norm_, cfg_.rms_norm_eps, sel);
   }
-  logits_view_ = buf_.logits.view_rows(0, R);
   be_.linear(sel, *lm_head_, logits_view_);
-  return logits_view_;
 }
+
 
 }  // namespace moeq

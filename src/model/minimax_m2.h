@@ -2,6 +2,9 @@
 #pragma once
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <tuple>
+#include <string>
 #include <memory>
 #include <span>
 #include <vector>
@@ -18,6 +21,10 @@ class Model {
   Model(ModelConfig config, const HostWeights& weights, Backend& backend);
   // Reads DIR/config.json and the checkpoint, validates every tensor, uploads to the backend.
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, Backend& backend);
+  // Random weights made on the backend in the formats `format_of(module name)` gives (benchmarks).
+  static std::unique_ptr<Model> synthetic(ModelConfig config, Backend& backend,
+                                          const std::function<std::string(const std::string&)>& format_of,
+                                          uint64_t seed = 1);
 
   const ModelConfig& config() const { return cfg_; }
   Backend& backend() const { return be_; }
@@ -31,11 +38,23 @@ class Model {
   const Tensor& forward(std::span<const int32_t> ids, std::span<const int32_t> positions,
                         std::span<const int32_t> slots, std::span<const int32_t> logit_rows, KVCache& kv);
 
+  // Greedy next tokens for the rows of the last forward's logits, chosen on the backend.
+  std::vector<int32_t> argmax_last();
+
+  // CUDA graphs for small batches (up to kGraphTokens tokens with logits for every row): the first
+  // forward of a shape runs eagerly (sizing scratch memory), the second is captured, later ones
+  // replay the graph. On by default where the backend supports graphs; off while on_hidden is set.
+  static constexpr int64_t kGraphTokens = 64;
+  void set_graphs(bool on) { graphs_ = on; }
+
   // Optional observer: called with the residual stream after the embedding (index 0) and after
   // each decoder layer (index l + 1), before the final norm.
   std::function<void(int index, const Tensor& hidden)> on_hidden;
 
  private:
+  explicit Model(ModelConfig config, Backend& backend);
+  // The forward once ids, positions and slots are on the device (and rows, unless all_rows).
+  void compute(int64_t T, int64_t R, bool all_rows, KVCache& kv);
   struct Buffers {  // activations, sized for the largest batch seen so far
     int64_t tokens = 0, logit_rows = 0;
     Tensor ids, pos, slots, rows, h, sel, logits;
@@ -50,6 +69,16 @@ class Model {
   std::vector<BackendLayer> layers_;
   Buffers buf_;
   Tensor logits_view_;
+  Tensor argmax_ids_;
+  bool graphs_ = true;
+  struct GraphKey {
+    int64_t tokens;
+    const void* cache;
+    int slots, ctx;
+    auto tie() const { return std::make_tuple(tokens, cache, slots, ctx); }
+    bool operator<(const GraphKey& o) const { return tie() < o.tie(); }
+  };
+  std::map<GraphKey, std::shared_ptr<void>> graphs_by_shape_;  // null: seen once (eager), not captured yet
 };
 
 }  // namespace moeq

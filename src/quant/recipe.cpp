@@ -21,8 +21,10 @@ nlohmann::json rule(const char* match, const char* format, bool awq = false) {
 }
 
 // The seeds' tiers. awq-w4g32/rtn-w4g32: the llm-compressor W4A16 group-32 expert recipe with the
-// original fp8 attention kept. mq*: hipfire's tiers, attention/router/embed/lm_head at q8_g32,
-// gate/up Lloyd with AWQ; the "-lloyd" tiers promote the down projection to 4 bits.
+// original fp8 attention kept. mq*: hipfire's tiers, attention/router/embed/lm_head at q8_g32 and
+// AWQ on gate/up: mq4 and mq3 are uniform 4- and 3-bit experts; the "-lloyd" tiers put gate/up on
+// a Lloyd codebook and promote the down projection to 4 bits; mq2 is Lloyd 2-bit gate/up with a
+// Lloyd 3-bit down projection.
 nlohmann::json preset_json(std::string_view name) {
   auto mq = [&](const char* w13, const char* w2) {
     return nlohmann::json{{"name", std::string(name)},
@@ -37,9 +39,9 @@ nlohmann::json preset_json(std::string_view name) {
              {rule(kExperts13, "int4_g32", awq), rule(kExperts2, "int4_g32", awq), rule(kAttention, "fp8_b128"),
               rule(kRouter, "bf16"), rule(kEmbedHead, "bf16")}}};
   }
-  if (name == "mq4") return mq("lloyd4_g32", "lloyd4_g32");
+  if (name == "mq4") return mq("int4_g32", "int4_g32");
   if (name == "mq3-lloyd") return mq("lloyd3_g32", "int4_g32");
-  if (name == "mq3") return mq("lloyd3_g32", "lloyd3_g32");
+  if (name == "mq3") return mq("int3_g32", "int3_g32");
   if (name == "mq2-lloyd") return mq("lloyd2_g32", "int4_g32");
   if (name == "mq2") return mq("lloyd2_g32", "lloyd3_g32");
   return nullptr;

@@ -1,6 +1,9 @@
 #include "backend/cpu/cpu_backend.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -315,6 +318,29 @@ void CpuBackend::gather_rows(const Tensor& x, const Tensor& rows, const Tensor& 
     MOEQ_CHECK(r >= 0 && r < x.rows(), "cpu: gather row {} of {}", r, x.rows());
     std::memcpy(out.as<float>() + i * D, x.as<float>() + int64_t(r) * D, size_t(D) * dtype_size(x.dtype()));
   }
+}
+
+void CpuBackend::argmax(const Tensor& logits, const Tensor& ids) {
+  const int64_t T = logits.rows(), V = logits.row_size();
+  MOEQ_CHECK(ids.numel() == T, "cpu: argmax of {} rows into {} ids", T, ids.numel());
+  for (int64_t t = 0; t < T; ++t) {
+    const float* l = logits.as<float>() + t * V;
+    ids.as<int32_t>()[t] = int32_t(std::max_element(l, l + V) - l);
+  }
+}
+
+int64_t CpuBackend::memory_available() { return int64_t(sysconf(_SC_AVPHYS_PAGES)) * sysconf(_SC_PAGESIZE); }
+
+double CpuBackend::copy_bandwidth() {
+  const size_t n = size_t(256) << 20;
+  std::vector<char> a(n, 1), b(n, 2);
+  double best = 1e30;
+  for (int r = 0; r < 3; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::memcpy(b.data(), a.data(), n);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return 2.0 * double(n) / best;  // bytes read + written
 }
 
 }  // namespace moeq

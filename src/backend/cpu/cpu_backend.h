@@ -29,6 +29,9 @@ class CpuBackend final : public Backend {
                    const Tensor& out) override;
   void add(const Tensor& a, const Tensor& b, const Tensor& out) override;
   void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override;
+  void argmax(const Tensor& logits, const Tensor& ids) override;
+  double copy_bandwidth() override;
+  int64_t memory_available() override;
 };
 
 // The host-side weight a CPU BackendWeight wraps (for code that needs the packed data itself).

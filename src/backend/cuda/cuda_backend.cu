@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <tuple>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/dev_weight.h"
 #include "backend/cuda/kernels.h"
 #include "core/error.h"
+#include "quant/formats/synthetic.h"
 
 namespace moeq {
 namespace cuda {
@@ -57,40 +59,68 @@ struct CudaExperts final : BackendExperts {
   std::vector<std::shared_ptr<void>> keep;
 };
 
-// Fills the format fields of a DevWeight from a host weight (no data pointers).
-DevWeight describe(const QuantizedWeight& w) {
+// The format fields of a DevWeight (no data pointers) for a [rows, cols] weight of `format`.
+DevWeight describe_format(const std::string& format, int64_t rows, int64_t cols, int64_t block_rows,
+                          int64_t block_cols, int32_t cb_rows) {
   DevWeight d;
-  d.rows = w.rows;
-  d.cols = w.cols;
-  if (w.cols % 32 != 0) fail("CUDA: weight with {} inputs (must be a multiple of 32)", w.cols);
+  d.rows = rows;
+  d.cols = cols;
+  if (cols % 32 != 0) fail("CUDA: weight with {} inputs (must be a multiple of 32)", cols);
   int bits = 0, group = 0;
-  if (w.format == "f32") {
+  if (format == "f32") {
     d.fmt = Fmt::F32;
-    d.row_bytes = w.cols * 4;
-  } else if (w.format == "bf16") {
+    d.row_bytes = cols * 4;
+  } else if (format == "bf16") {
     d.fmt = Fmt::BF16;
-    d.row_bytes = w.cols * 2;
-  } else if (w.format == "fp8_b128") {
+    d.row_bytes = cols * 2;
+  } else if (format == "fp8_b128") {
     d.fmt = Fmt::FP8_B128;
-    d.row_bytes = w.cols;
-    d.group = int32_t(w.block_cols);
-    d.block_rows = int32_t(w.block_rows);
-    if (w.block_cols % 32 != 0) fail("CUDA: fp8 block of {} columns (must be a multiple of 32)", w.block_cols);
-  } else if (w.format == "q8_g32") {
+    d.row_bytes = cols;
+    d.group = int32_t(block_cols);
+    d.block_rows = int32_t(block_rows);
+    if (block_cols % 32 != 0 || block_rows <= 0)
+      fail("CUDA: fp8 block of {}x{} (columns must be a multiple of 32)", block_rows, block_cols);
+  } else if (format == "q8_g32") {
     d.fmt = Fmt::Q8;
-    d.row_bytes = w.cols;
+    d.row_bytes = cols;
     d.group = 32;
-  } else if (parse_grouped(w.format, "int", bits, group) || parse_grouped(w.format, "lloyd", bits, group)) {
-    d.fmt = w.format[0] == 'i' ? Fmt::INT : Fmt::LLOYD;
+  } else if (parse_grouped(format, "int", bits, group) || parse_grouped(format, "lloyd", bits, group)) {
+    d.fmt = format[0] == 'i' ? Fmt::INT : Fmt::LLOYD;
     d.bits = bits;
     d.group = group;
-    d.row_bytes = w.cols * bits / 8;
-    if (d.fmt == Fmt::LLOYD) d.cb_rows = int32_t(w.part("codebook").shape[0]);
+    d.row_bytes = cols * bits / 8;
+    d.cb_rows = cb_rows;
   } else {
-    fail("CUDA backend: no kernels for weight format '{}'", w.format);
+    fail("CUDA backend: no kernels for weight format '{}'", format);
   }
   return d;
 }
+
+DevWeight describe(const QuantizedWeight& w) {
+  const int32_t cb = w.parts.count("codebook") ? int32_t(w.part("codebook").shape[0]) : 1;
+  return describe_format(w.format, w.rows, w.cols, w.block_rows, w.block_cols, cb);
+}
+
+// Records start/stop events around one op while profiling is on.
+struct OpTimer {
+  std::vector<std::tuple<std::string, cudaEvent_t, cudaEvent_t>>* log = nullptr;
+  cudaEvent_t stop{};
+  OpTimer(bool on, std::vector<std::tuple<std::string, cudaEvent_t, cudaEvent_t>>& events, std::string name,
+          cudaStream_t s)
+      : log(on ? &events : nullptr) {
+    if (!log) return;
+    cudaEvent_t start{};
+    CUDA_CHECK(cudaEventCreate(&start));
+    CUDA_CHECK(cudaEventCreate(&stop));
+    CUDA_CHECK(cudaEventRecord(start, s));
+    log->emplace_back(std::move(name), start, stop);
+    stream = s;
+  }
+  ~OpTimer() {
+    if (log) cudaEventRecord(stop, stream);
+  }
+  cudaStream_t stream{};
+};
 
 class CudaBackend final : public Backend {
  public:
@@ -106,6 +136,7 @@ class CudaBackend final : public Backend {
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
+    for (auto& [n, a, b] : events_) cudaEventDestroy(a), cudaEventDestroy(b);
     cudaStreamDestroy(stream_);
   }
 
@@ -192,6 +223,7 @@ class CudaBackend final : public Backend {
 
   // ---- ops --------------------------------------------------------------------------------
   void embedding(const BackendWeight& table, const Tensor& ids, const Tensor& out) override {
+    const OpTimer timer(profiling_, events_, "embedding", stream_);
     const auto& w = static_cast<const CudaWeight&>(table);
     check(out, ids.numel(), w.cols, "embedding output");
     cuda::embedding(w.dev, ids.as<int32_t>(), ids.numel(), out.as<float>(), static_cast<int32_t*>(bad_id_.get()),
@@ -199,12 +231,18 @@ class CudaBackend final : public Backend {
   }
 
   void rmsnorm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) override {
+    const OpTimer timer(profiling_, events_, "rmsnorm", stream_);
     check(out, x.rows(), x.row_size(), "rmsnorm output");
     MOEQ_CHECK(weight.numel() == x.row_size(), "cuda: rmsnorm weight of {} for rows of {}", weight.numel(), x.row_size());
     cuda::rmsnorm(x.as<float>(), weight.as<float>(), eps, x.rows(), x.row_size(), out.as<float>(), stream_);
   }
 
   void linear(const Tensor& x, const BackendWeight& w, const Tensor& out) override {
+    const OpTimer timer(profiling_, events_,
+                        profiling_ ? fmt::format("linear {} {}x{}{}", w.format, w.rows, w.cols,
+                                                 x.rows() <= kDecodeTokens ? "" : " (tensor cores)")
+                                   : std::string(),
+                        stream_);
     check(x, x.rows(), w.cols, "linear input");
     check(out, x.rows(), w.rows, "linear output");
     run_linear(static_cast<const CudaWeight&>(w).dev, x.as<float>(), x.rows(), out.as<float>());
@@ -212,14 +250,54 @@ class CudaBackend final : public Backend {
 
   void rope(const Tensor& x, const Tensor& positions, int n_heads, int head_dim, int rotary_dim,
             double theta) override {
+    const OpTimer timer(profiling_, events_, "rope", stream_);
     check(x, x.rows(), int64_t(n_heads) * head_dim, "rope input");
     MOEQ_CHECK(positions.numel() == x.rows(), "cuda: rope positions {} for {} rows", positions.numel(), x.rows());
     cuda::rope(x.as<float>(), positions.as<int32_t>(), x.rows(), n_heads, head_dim, rotary_dim,
                inv_freq(rotary_dim, theta), stream_);
   }
 
+  void linear3(const Tensor& x, const BackendWeight& a, const Tensor& oa, const BackendWeight& b, const Tensor& ob,
+               const BackendWeight& c, const Tensor& oc) override {
+    const auto& wa = static_cast<const CudaWeight&>(a).dev;
+    const auto& wb = static_cast<const CudaWeight&>(b).dev;
+    const auto& wc = static_cast<const CudaWeight&>(c).dev;
+    const bool fusable = x.rows() <= kDecodeTokens && a.format == b.format && a.format == c.format &&
+                         a.cols == b.cols && a.cols == c.cols;
+    if (!fusable) {
+      linear(x, a, oa);
+      linear(x, b, ob);
+      linear(x, c, oc);
+      return;
+    }
+    const OpTimer timer(profiling_, events_, profiling_ ? fmt::format("linear {} q/k/v", a.format) : std::string(),
+                        stream_);
+    check(x, x.rows(), a.cols, "linear input");
+    check(oa, x.rows(), a.rows, "linear output");
+    check(ob, x.rows(), b.rows, "linear output");
+    check(oc, x.rows(), c.rows, "linear output");
+    const DevWeight* ws[3] = {&wa, &wb, &wc};
+    float* ys[3] = {oa.as<float>(), ob.as<float>(), oc.as<float>()};
+    cuda::gemv_multi(ws, ys, 3, x.as<float>(), x.rows(), stream_);
+  }
+
+  void qk_norm_rope(const Tensor& q, const Tensor& k, const Tensor& q_weight, const Tensor& k_weight, float eps,
+                    const Tensor& positions, int n_heads, int n_kv_heads, int head_dim, int rotary_dim,
+                    double theta) override {
+    const OpTimer timer(profiling_, events_, "qk norm + rope", stream_);
+    const int64_t T = q.rows();
+    check(q, T, int64_t(n_heads) * head_dim, "qk_norm_rope q");
+    check(k, T, int64_t(n_kv_heads) * head_dim, "qk_norm_rope k");
+    MOEQ_CHECK(q_weight.numel() == q.row_size() && k_weight.numel() == k.row_size() && positions.numel() == T,
+               "cuda: qk_norm_rope weights or positions do not fit");
+    cuda::qk_norm_rope(q.as<float>(), k.as<float>(), q_weight.as<float>(), k_weight.as<float>(), eps,
+                       positions.as<int32_t>(), T, n_heads, n_kv_heads, head_dim, rotary_dim,
+                       inv_freq(rotary_dim, theta), stream_);
+  }
+
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, KVCache& kv, int layer, const Tensor& positions,
                  const Tensor& slots, int n_heads, int n_kv_heads, int head_dim, const Tensor& out) override {
+    const OpTimer timer(profiling_, events_, "attention", stream_);
     const int64_t T = q.rows(), kv_dim = int64_t(n_kv_heads) * head_dim;
     check(q, T, int64_t(n_heads) * head_dim, "attention q");
     check(k, T, kv_dim, "attention k");
@@ -231,12 +309,18 @@ class CudaBackend final : public Backend {
     float* vc = kv.v.as<float>() + int64_t(layer) * kv.slots * slot_stride;
     cuda::kv_write(k.as<float>(), v.as<float>(), positions.as<int32_t>(), slots.as<int32_t>(), T, kc, vc, slot_stride,
                    int(kv_dim), kv.ctx, stream_);
+    if (T > kDecodeTokens && cuda::flash_attention_supported(head_dim)) {
+      cuda::flash_attention(q.as<float>(), kc, vc, positions.as<int32_t>(), slots.as<int32_t>(), T, n_heads, n_kv_heads,
+                            head_dim, slot_stride, out.as<float>(), stream_);
+      return;
+    }
     const int splits = cuda::attention_splits(T, n_kv_heads, kv.ctx, sm_count_);
     cuda::AttnScratch sc;
     if (splits > 1) {
       const int64_t n = T * n_heads * splits;
       sc.partial_o = scratch_f32("attn_o", n * head_dim);
       sc.partial_ml = scratch_f32("attn_ml", n * 2);
+      sc.tickets = scratch_zeroed_i32("attn_tickets", T * n_kv_heads);
       sc.capacity_splits = n;
     }
     cuda::attention(q.as<float>(), kc, vc, positions.as<int32_t>(), slots.as<int32_t>(), T, n_heads, n_kv_heads,
@@ -245,6 +329,7 @@ class CudaBackend final : public Backend {
 
   void router(const Tensor& x, const BackendWeight& gate, const Tensor& bias, int top_k, const Tensor& ids,
               const Tensor& weights) override {
+    const OpTimer timer(profiling_, events_, "router", stream_);
     const int64_t T = x.rows(), E = gate.rows;
     MOEQ_CHECK(top_k > 0 && top_k <= E, "cuda: router top_k {} of {} experts", top_k, E);
     MOEQ_CHECK(bias.numel() == E, "cuda: router bias of {} for {} experts", bias.numel(), E);
@@ -253,12 +338,153 @@ class CudaBackend final : public Backend {
     // f32 products (not the tensor cores) for the router: a rounding difference in the logits
     // could change which experts are chosen. The gate is small; its reads stay cheap.
     float* logits = scratch_f32("router_logits", T * E);
-    cuda::gemv(static_cast<const CudaWeight&>(gate).dev, x.as<float>(), T, logits, stream_);
+    const DevWeight& g = static_cast<const CudaWeight&>(gate).dev;
+    if (T <= kDecodeTokens) cuda::gemv(g, x.as<float>(), T, logits, stream_);
+    else cuda::gemm_f32(g, x.as<float>(), T, logits, stream_);
     cuda::router_topk(logits, bias.as<float>(), T, int(E), top_k, ids.as<int32_t>(), weights.as<float>(), stream_);
   }
 
   void moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
                    const Tensor& out) override {
+    const OpTimer timer(profiling_, events_, x.rows() <= kDecodeTokens ? "moe experts (decode)" : "moe experts (grouped)",
+                        stream_);
+    run_moe(x, ids, weights, experts, out, false);
+  }
+
+  void moe_experts_add(const Tensor& x, const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
+                       const Tensor& out, const Tensor& /*tmp*/) override {
+    const OpTimer timer(profiling_, events_, x.rows() <= kDecodeTokens ? "moe experts (decode)" : "moe experts (grouped)",
+                        stream_);
+    run_moe(x, ids, weights, experts, out, true);
+  }
+
+  void linear_add(const Tensor& x, const BackendWeight& w, const Tensor& out, const Tensor& /*tmp*/) override {
+    const OpTimer timer(profiling_, events_,
+                        profiling_ ? fmt::format("linear {} {}x{}{} +=", w.format, w.rows, w.cols,
+                                                 x.rows() <= kDecodeTokens ? "" : " (tensor cores)")
+                                   : std::string(),
+                        stream_);
+    check(x, x.rows(), w.cols, "linear input");
+    check(out, x.rows(), w.rows, "linear output");
+    run_linear(static_cast<const CudaWeight&>(w).dev, x.as<float>(), x.rows(), out.as<float>(), true);
+  }
+
+  void add(const Tensor& a, const Tensor& b, const Tensor& out) override {
+    const OpTimer timer(profiling_, events_, "add", stream_);
+    MOEQ_CHECK(a.numel() == b.numel() && a.numel() == out.numel(), "cuda: add of {} and {} into {}",
+               shape_str(a.shape()), shape_str(b.shape()), shape_str(out.shape()));
+    cuda::add(a.as<float>(), b.as<float>(), out.as<float>(), a.numel(), stream_);
+  }
+
+  void argmax(const Tensor& logits, const Tensor& ids) override {
+    const OpTimer timer(profiling_, events_, "argmax", stream_);
+    MOEQ_CHECK(ids.numel() == logits.rows(), "cuda: argmax of {} rows into {} ids", logits.rows(), ids.numel());
+    cuda::argmax(logits.as<float>(), logits.rows(), logits.row_size(), ids.as<int32_t>(), stream_);
+  }
+
+  // ---- benchmarks ---------------------------------------------------------------------------
+  std::unique_ptr<BackendWeight> synthetic_weight(const std::string& format, int64_t rows, int64_t cols,
+                                                  uint64_t seed) override {
+    auto out = std::make_unique<CudaWeight>();
+    out->format = format;
+    out->rows = rows;
+    out->cols = cols;
+    out->dev = synthetic_dev(format, rows, cols, 1, seed, out->keep);
+    return out;
+  }
+
+  std::unique_ptr<BackendExperts> synthetic_experts(const std::string& f13, const std::string& f2, int experts,
+                                                    int64_t hidden, int64_t inter, uint64_t seed) override {
+    auto out = std::make_unique<CudaExperts>();
+    out->num_experts = experts;
+    out->hidden = out->dev.hidden = hidden;
+    out->inter = out->dev.inter = inter;
+    out->dev.experts = experts;
+    out->dev.w1 = synthetic_dev(f13, inter, hidden, experts, seed, out->keep);
+    out->dev.w2 = synthetic_dev(f2, hidden, inter, experts, seed + 1, out->keep);
+    out->dev.w3 = synthetic_dev(f13, inter, hidden, experts, seed + 2, out->keep);
+    return out;
+  }
+
+  double copy_bandwidth() override {
+    const size_t n = size_t(2) << 30;  // 2 GiB each way: far beyond the L2
+    auto a = device_alloc(n), b = device_alloc(n);
+    CUDA_CHECK(cudaMemsetAsync(a.get(), 1, n, stream_));
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    float best = 1e30f;
+    for (int r = 0; r < 6; ++r) {  // the first is a warm-up
+      CUDA_CHECK(cudaEventRecord(e0, stream_));
+      CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), n, cudaMemcpyDeviceToDevice, stream_));
+      CUDA_CHECK(cudaEventRecord(e1, stream_));
+      CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      if (r > 0) best = std::min(best, ms);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return 2.0 * double(n) / (double(best) * 1e-3);  // bytes read + written per second
+  }
+
+  int64_t memory_available() override {
+    size_t free_b = 0, total = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total));
+    return int64_t(free_b);
+  }
+
+  // ---- graphs -------------------------------------------------------------------------------
+  bool supports_graphs() const override { return true; }
+  void begin_capture() override { CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal)); }
+  std::shared_ptr<void> end_capture() override {
+    cudaGraph_t g{};
+    CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+    cudaGraphExec_t exec{};
+    const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    CUDA_CHECK(e);
+    return std::shared_ptr<void>(exec, [](void* p) { cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(p)); });
+  }
+  void replay(const std::shared_ptr<void>& graph) override {
+    CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph.get()), stream_));
+  }
+
+  // ---- profiling ----------------------------------------------------------------------------
+  void set_profiling(bool on) override { profiling_ = on; }
+  std::vector<std::pair<std::string, double>> profile() override {
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    std::map<std::string, double> sum;
+    for (auto& [name, a, b] : events_) {
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+      sum[name] += ms * 1e-3;
+      cudaEventDestroy(a);
+      cudaEventDestroy(b);
+    }
+    events_.clear();
+    return {sum.begin(), sum.end()};
+  }
+
+  void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override {
+    const OpTimer timer(profiling_, events_, "gather", stream_);
+    check(out, rows.numel(), x.row_size(), "gather output");
+    cuda::gather_rows(x.as<float>(), rows.as<int32_t>(), rows.numel(), x.row_size(), out.as<float>(), stream_);
+  }
+
+ private:
+  static void check(const Tensor& t, int64_t rows, int64_t cols, const char* what) {
+    MOEQ_CHECK(t.rows() == rows && t.row_size() == cols, "cuda: {} has shape {}, expected [{}, {}]", what,
+               shape_str(t.shape()), rows, cols);
+  }
+
+  void run_linear(const DevWeight& w, const float* x, int64_t T, float* y, bool accumulate = false) {
+    if (T <= kDecodeTokens) cuda::gemv(w, x, T, y, stream_, accumulate);
+    else cuda::gemm(w, x, T, y, stream_, accumulate);
+  }
+
+  void run_moe(const Tensor& x, const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
+               const Tensor& out, bool accumulate) {
     const auto& ex = static_cast<const CudaExperts&>(experts);
     const int64_t T = x.rows(), K = ids.row_size();
     check(x, T, ex.hidden, "moe input");
@@ -266,8 +492,9 @@ class CudaBackend final : public Backend {
     check(weights, T, K, "moe weights");
     if (T <= kDecodeTokens) {
       float* a = scratch_f32("moe_a", T * K * ex.inter);
-      cuda::moe_decode(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T, int(K), a, out.as<float>(),
-                       stream_);
+      float* y = scratch_f32("moe_y", T * K * ex.hidden);
+      cuda::moe_decode(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T, int(K), a, y, out.as<float>(),
+                       accumulate, stream_);
       return;
     }
     const int64_t pairs = T * K;
@@ -284,29 +511,7 @@ class CudaBackend final : public Backend {
     sc.y = scratch_f32("moe_y", pairs * ex.hidden);
     sc.capacity = pairs;
     cuda::moe_prefill(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T, int(K), sc, out.as<float>(),
-                      stream_);
-  }
-
-  void add(const Tensor& a, const Tensor& b, const Tensor& out) override {
-    MOEQ_CHECK(a.numel() == b.numel() && a.numel() == out.numel(), "cuda: add of {} and {} into {}",
-               shape_str(a.shape()), shape_str(b.shape()), shape_str(out.shape()));
-    cuda::add(a.as<float>(), b.as<float>(), out.as<float>(), a.numel(), stream_);
-  }
-
-  void gather_rows(const Tensor& x, const Tensor& rows, const Tensor& out) override {
-    check(out, rows.numel(), x.row_size(), "gather output");
-    cuda::gather_rows(x.as<float>(), rows.as<int32_t>(), rows.numel(), x.row_size(), out.as<float>(), stream_);
-  }
-
- private:
-  static void check(const Tensor& t, int64_t rows, int64_t cols, const char* what) {
-    MOEQ_CHECK(t.rows() == rows && t.row_size() == cols, "cuda: {} has shape {}, expected [{}, {}]", what,
-               shape_str(t.shape()), rows, cols);
-  }
-
-  void run_linear(const DevWeight& w, const float* x, int64_t T, float* y) {
-    if (T <= kDecodeTokens) cuda::gemv(w, x, T, y, stream_);
-    else cuda::gemm(w, x, T, y, stream_);
+                      accumulate, stream_);
   }
 
   void* copy_part(const HostArray& a, std::vector<std::shared_ptr<void>>& keep) {
@@ -348,6 +553,41 @@ class CudaBackend final : public Backend {
     return d;
   }
 
+  // Device memory for `experts` stacked weights of a format, filled with synthetic values.
+  DevWeight synthetic_dev(const std::string& format, int64_t rows, int64_t cols, int experts, uint64_t seed,
+                          std::vector<std::shared_ptr<void>>& keep) {
+    const SyntheticLayout layout = synthetic_layout(format, rows, cols);
+    DevWeight d = describe_format(format, rows, cols, layout.block_rows, layout.block_cols, 1);
+    d.experts = experts;
+    for (const SyntheticPart& p : layout.parts) {
+      int64_t n = 1;
+      for (int64_t x : p.shape) n *= x;
+      const size_t bytes = size_t(n) * dtype_size(p.dtype);
+      auto mem = device_alloc(bytes * size_t(experts));
+      keep.push_back(mem);
+      const int dtype = p.dtype == DType::F32 ? cuda::kFillF32 : p.dtype == DType::F16 ? cuda::kFillF16 : cuda::kFillBF16;
+      const int kind = p.fill == SyntheticFill::RandomBytes ? cuda::kFillRandomBytes
+                       : p.fill == SyntheticFill::Fp8Codes  ? cuda::kFillFp8
+                       : p.fill == SyntheticFill::Normal    ? cuda::kFillNormal
+                       : p.fill == SyntheticFill::Scale     ? cuda::kFillScale
+                                                            : cuda::kFillCodebook;
+      const bool bytewise = kind == cuda::kFillRandomBytes || kind == cuda::kFillFp8;
+      cuda::fill_synthetic(mem.get(), bytewise ? int64_t(bytes) * experts : n * experts, kind, dtype, p.scale,
+                           seed * 7919 + std::hash<std::string>{}(p.name), p.shape.back(), stream_);
+      if (p.name == "qweight") {
+        d.q = static_cast<const uint8_t*>(mem.get());
+        d.q_stride = int64_t(bytes);
+      } else if (p.name == "scales") {
+        d.scales = mem.get();
+        d.s_stride = n;
+      } else {
+        d.codebook = static_cast<const uint16_t*>(mem.get());
+        d.cb_stride = n;
+      }
+    }
+    return d;
+  }
+
   const float* inv_freq(int rotary_dim, double theta) {
     const auto key = std::make_pair(rotary_dim, theta);
     auto it = inv_freq_.find(key);
@@ -373,6 +613,18 @@ class CudaBackend final : public Backend {
   float* scratch_f32(const std::string& n, int64_t count) {
     return static_cast<float*>(scratch(n, size_t(count) * sizeof(float)));
   }
+  // Scratch that starts zeroed (kernels that use it leave it zeroed again).
+  int32_t* scratch_zeroed_i32(const std::string& n, int64_t count) {
+    auto& s = scratch_[n];
+    const size_t bytes = size_t(count) * sizeof(int32_t);
+    if (s.second < bytes) {
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      s.first = device_alloc(bytes);
+      s.second = bytes;
+      CUDA_CHECK(cudaMemset(s.first.get(), 0, bytes));
+    }
+    return static_cast<int32_t*>(s.first.get());
+  }
   int32_t* scratch_i32(const std::string& n, int64_t count) {
     return static_cast<int32_t*>(scratch(n, size_t(count) * sizeof(int32_t)));
   }
@@ -384,6 +636,8 @@ class CudaBackend final : public Backend {
   std::shared_ptr<void> bad_id_;
   std::map<std::pair<int, double>, Tensor> inv_freq_;
   std::map<std::string, std::pair<std::shared_ptr<void>, size_t>> scratch_;
+  bool profiling_ = false;
+  std::vector<std::tuple<std::string, cudaEvent_t, cudaEvent_t>> events_;
 };
 
 }  // namespace

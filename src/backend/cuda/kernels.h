@@ -14,16 +14,31 @@ void embedding(const DevWeight& table, const int32_t* ids, int64_t T, float* out
 void rmsnorm(const float* x, const float* w, float eps, int64_t T, int64_t D, float* out, cudaStream_t s);
 void rope(float* x, const int32_t* pos, int64_t T, int n_heads, int head_dim, int rotary_dim, const float* inv_freq,
           cudaStream_t s);
+void qk_norm_rope(float* q, float* k, const float* qw, const float* kw, float eps, const int32_t* pos, int64_t T,
+                  int n_heads, int n_kv, int head_dim, int rotary_dim, const float* inv_freq, cudaStream_t s);
 void add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
 void gather_rows(const float* x, const int32_t* rows, int64_t n, int64_t D, float* out, cudaStream_t s);
 void fill_f32(float* p, float v, int64_t n, cudaStream_t s);
 
+// ---- synthetic.cu: benchmark weights filled on device; greedy argmax ----
+enum : int { kFillRandomBytes = 0, kFillFp8, kFillNormal, kFillScale, kFillCodebook };
+enum : int { kFillF32 = 0, kFillF16, kFillBF16 };
+void fill_synthetic(void* p, int64_t n, int kind, int dtype, float scale, uint64_t seed, int64_t codebook_n,
+                    cudaStream_t s);
+void argmax(const float* logits, int64_t T, int64_t V, int32_t* ids, cudaStream_t s);
+
 // ---- gemv.cu: y[t][r] = sum_j W[r][j] x[t][j], for few tokens (decode) ----
-constexpr int kGemvMaxTokens = 8;
-void gemv(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s);
+// accumulate: y += instead of y =.
+void gemv(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s, bool accumulate = false);
+// Up to three weights of one format and input width sharing x, in one launch per pass.
+void gemv_multi(const DevWeight* const* w, float* const* y, int n, const float* x, int64_t T, cudaStream_t s,
+                bool accumulate = false);
+
+// ---- gemm_f32.cu: f32 CUDA-core product for many tokens and a small weight (the router) ----
+void gemm_f32(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s);
 
 // ---- gemm.cu: tensor-core matrix products on dequantized tiles (prefill) ----
-void gemm(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s);
+void gemm(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s, bool accumulate = false);
 
 // ---- attention.cu ----
 // Writes k, v rows into the cache, then attends (split over the cache length, then combined).
@@ -32,12 +47,19 @@ void kv_write(const float* k, const float* v, const int32_t* pos, const int32_t*
 struct AttnScratch {
   float* partial_o = nullptr;    // [T][n_heads][splits][head_dim]
   float* partial_ml = nullptr;   // [T][n_heads][splits][2]
+  int32_t* tickets = nullptr;    // [T][n_kv_heads], zero between launches (decode kernel)
   int64_t capacity_splits = 0;   // T * n_heads * splits the buffers hold
 };
 int attention_splits(int64_t T, int n_kv_heads, int ctx, int sm_count);
 void attention(const float* q, const float* kc, const float* vc, const int32_t* pos, const int32_t* slots, int64_t T,
                int n_heads, int n_kv_heads, int head_dim, int64_t slot_stride, int ctx, int splits,
                const AttnScratch& scratch, float* out, cudaStream_t s);
+
+// ---- flash_attention.cu: prefill attention on tensor cores (bf16 operands, f32 accumulation) ----
+bool flash_attention_supported(int head_dim);
+void flash_attention(const float* q, const float* kc, const float* vc, const int32_t* pos, const int32_t* slots,
+                     int64_t T, int n_heads, int n_kv_heads, int head_dim, int64_t slot_stride, float* out,
+                     cudaStream_t s);
 
 // ---- router.cu: from router logits [T][E]: sigmoid, top-k of (s + bias), renormalised ----
 void router_topk(const float* logits, const float* bias, int64_t T, int E, int K, int32_t* ids, float* weights,
@@ -50,8 +72,9 @@ struct MoeWeights {
   int experts = 0;
 };
 // Decode path (few tokens): a[t*K+k] = silu(x W1_e) * (x W3_e); out[t] = sum_k wt * a W2_e.
+// a_scratch [T*K][inter], y_scratch [T*K][hidden]; accumulate: out += instead of out =.
 void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t T, int K,
-                float* a_scratch, float* out, cudaStream_t s);
+                float* a_scratch, float* y_scratch, float* out, bool accumulate, cudaStream_t s);
 // Prefill path: tokens grouped by expert, tensor-core products per expert.
 struct MoeScratch {
   int32_t* counts = nullptr;      // [E]
@@ -68,6 +91,6 @@ struct MoeScratch {
 };
 int64_t moe_max_tiles(int64_t pairs, int experts);
 void moe_prefill(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t T, int K,
-                 const MoeScratch& sc, float* out, cudaStream_t s);
+                 const MoeScratch& sc, float* out, bool accumulate, cudaStream_t s);
 
 }  // namespace moeq::cuda

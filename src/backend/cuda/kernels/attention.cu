@@ -13,6 +13,8 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kTile = 32;
 constexpr int kMaxOut = 8;  // group * head_dim <= kMaxOut * kThreads
+constexpr int64_t kDecodeAttentionTokens = 16;
+constexpr int kMaxSplits = 128;
 
 __global__ void kv_write_kernel(const float* k, const float* v, const int32_t* pos, const int32_t* slots, int64_t T,
                                 float* kc, float* vc, int64_t slot_stride, int kv_dim) {
@@ -122,6 +124,166 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* q, con
   }
 }
 
+// Decode (few tokens): a block takes one token, one kv head and one split of the cache; each warp
+// walks every 4th position pair of the split with the GQA group's queries in registers (D floats
+// of each head per lane), so K and V rows are read once, coalesced, straight into registers; two
+// positions per step keep two loads and two reductions in flight. The four warps' online-softmax
+// states merge through shared memory; with several splits, the last block of a (token, kv head)
+// to finish (an atomic ticket) merges all splits, so no separate combine launch is needed.
+template <int D>
+__global__ void __launch_bounds__(kThreads) attention_decode_kernel(const float* q, const float* kc, const float* vc,
+                                                                    const int32_t* pos, const int32_t* slots,
+                                                                    int n_heads, int n_kv, int64_t slot_stride,
+                                                                    int chunk, int splits, float* part_o,
+                                                                    float* part_ml, int32_t* tickets, float* out) {
+  constexpr int kMaxGroup = 8, hd = 32 * D, kWarpsD = kThreads / 32;
+  __shared__ float sm_m[kWarpsD][kMaxGroup], sm_l[kWarpsD][kMaxGroup];
+  __shared__ float sm_o[kWarpsD][kMaxGroup][hd];
+  __shared__ int s_last;
+  const int group = n_heads / n_kv;
+  const int64_t t = blockIdx.x / n_kv;
+  const int g = int(blockIdx.x % n_kv), sp = blockIdx.y;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int kv_dim = n_kv * hd;
+  const float scale = rsqrtf(float(hd)) * 1.4426950408889634f;  // base-2 softmax
+  float qr[kMaxGroup][D], acc[kMaxGroup][D], m[kMaxGroup], l[kMaxGroup];
+#pragma unroll
+  for (int h = 0; h < kMaxGroup; ++h) {
+    m[h] = -INFINITY, l[h] = 0;
+#pragma unroll
+    for (int d = 0; d < D; ++d) {
+      acc[h][d] = 0;
+      qr[h][d] = h < group ? q[(t * n_heads + g * group + h) * hd + lane * D + d] * scale : 0.0f;
+    }
+  }
+  const int64_t p_begin = int64_t(sp) * chunk, p_end = min(int64_t(pos[t]) + 1, int64_t(sp + 1) * chunk);
+  const float* kb = kc + int64_t(slots[t]) * slot_stride + g * hd + lane * D;
+  const float* vb = vc + int64_t(slots[t]) * slot_stride + g * hd + lane * D;
+  for (int64_t p = p_begin + warp; p < p_end; p += 2 * kWarpsD) {
+    const bool two = p + kWarpsD < p_end;
+    float kr[2][D], vr[2][D];
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int64_t pj = j == 0 || two ? p + j * kWarpsD : p;
+      if constexpr (D == 4) {
+        const float4 k4 = __ldg(reinterpret_cast<const float4*>(kb + pj * kv_dim));
+        const float4 v4 = __ldg(reinterpret_cast<const float4*>(vb + pj * kv_dim));
+        kr[j][0] = k4.x, kr[j][1] = k4.y, kr[j][2] = k4.z, kr[j][3] = k4.w;
+        vr[j][0] = v4.x, vr[j][1] = v4.y, vr[j][2] = v4.z, vr[j][3] = v4.w;
+      } else {
+#pragma unroll
+        for (int d = 0; d < D; ++d) kr[j][d] = __ldg(kb + pj * kv_dim + d), vr[j][d] = __ldg(vb + pj * kv_dim + d);
+      }
+    }
+    float sc[2][kMaxGroup];
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int h = 0; h < kMaxGroup; ++h) {
+        float x = 0;
+#pragma unroll
+        for (int d = 0; d < D; ++d) x = fmaf(qr[h][d], kr[j][d], x);
+        sc[j][h] = x;
+      }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int h = 0; h < kMaxGroup; ++h) sc[j][h] += __shfl_xor_sync(0xffffffffu, sc[j][h], o);
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      if (j == 1 && !two) break;
+#pragma unroll
+      for (int h = 0; h < kMaxGroup; ++h) {
+        if (h >= group) break;
+        const float m_new = fmaxf(m[h], sc[j][h]);
+        const float r = exp2f(m[h] - m_new), e = exp2f(sc[j][h] - m_new);  // m[h] = -inf: r = 0
+        l[h] = l[h] * r + e;
+#pragma unroll
+        for (int d = 0; d < D; ++d) acc[h][d] = fmaf(acc[h][d], r, e * vr[j][d]);
+        m[h] = m_new;
+      }
+    }
+  }
+  // Merge the warps of the block.
+#pragma unroll
+  for (int h = 0; h < kMaxGroup; ++h) {
+    if (h >= group) break;
+    if (lane == 0) sm_m[warp][h] = m[h], sm_l[warp][h] = l[h];
+#pragma unroll
+    for (int d = 0; d < D; ++d) sm_o[warp][h][lane * D + d] = acc[h][d];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < group * hd; i += kThreads) {
+    const int h = i / hd, d = i % hd;
+    float M = -INFINITY;
+    for (int w = 0; w < kWarpsD; ++w) M = fmaxf(M, sm_m[w][h]);
+    float L = 0, O = 0;
+    if (M != -INFINITY)
+      for (int w = 0; w < kWarpsD; ++w) {
+        const float f = exp2f(sm_m[w][h] - M);
+        L += f * sm_l[w][h];
+        O += f * sm_o[w][h][d];
+      }
+    const int64_t head = t * n_heads + g * group + h;
+    if (splits == 1) {
+      out[head * hd + d] = O / L;
+    } else {
+      part_o[(head * splits + sp) * hd + d] = O;
+      if (d == 0) part_ml[(head * splits + sp) * 2] = M, part_ml[(head * splits + sp) * 2 + 1] = L;
+    }
+  }
+  if (splits == 1) return;
+  // The last split to finish merges them all.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const int32_t ticket = atomicAdd(&tickets[blockIdx.x], 1);
+    s_last = ticket == splits - 1;
+    if (s_last) tickets[blockIdx.x] = 0;  // ready for the next launch (graph replays too)
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  // A warp per head: lanes take splits for the maxima and the weights exp2(m_s - M) (kept in
+  // shared memory), then dimensions for the output, the split loop unrolled so its loads overlap
+  // (L2 reads, not L1: other blocks wrote them).
+  __shared__ float f_s[kWarpsD][kMaxSplits];
+  for (int h = warp; h < group; h += kWarpsD) {
+    const int64_t head = t * n_heads + g * group + h;
+    const float* ml = part_ml + head * splits * 2;
+    const float* po = part_o + head * splits * hd;
+    float M = -INFINITY;
+    for (int s2 = lane; s2 < splits; s2 += 32) M = fmaxf(M, __ldcg(ml + s2 * 2));
+    for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+    float L = 0;
+    for (int s2 = lane; s2 < splits; s2 += 32) {
+      const float mm = __ldcg(ml + s2 * 2);
+      const float f = mm == -INFINITY ? 0.0f : exp2f(mm - M);
+      f_s[warp][s2] = f;
+      L += f * __ldcg(ml + s2 * 2 + 1);
+    }
+    for (int o = 16; o > 0; o >>= 1) L += __shfl_xor_sync(0xffffffffu, L, o);
+    __syncwarp();
+    float O[D] = {};
+#pragma unroll 8
+    for (int s2 = 0; s2 < splits; ++s2) {
+      const float f = f_s[warp][s2];
+      if constexpr (D == 4) {
+        const float4 v = __ldcg(reinterpret_cast<const float4*>(po + s2 * hd + lane * D));
+        O[0] = fmaf(f, v.x, O[0]), O[1] = fmaf(f, v.y, O[1]), O[2] = fmaf(f, v.z, O[2]), O[3] = fmaf(f, v.w, O[3]);
+      } else {
+#pragma unroll
+        for (int d = 0; d < D; ++d) O[d] = fmaf(f, __ldcg(po + s2 * hd + lane * D + d), O[d]);
+      }
+    }
+#pragma unroll
+    for (int d = 0; d < D; ++d) out[head * hd + lane * D + d] = O[d] / L;
+    __syncwarp();
+  }
+}
+
 // Merges the splits of one (token, head): rescale each by exp(m_s - M).
 __global__ void combine_kernel(const float* part_o, const float* part_ml, int splits, int hd, float* out) {
   const int64_t head = blockIdx.x;
@@ -156,8 +318,8 @@ int attention_splits(int64_t T, int n_kv_heads, int ctx, int sm_count) {
   const int64_t blocks = T * n_kv_heads;
   if (blocks >= 2 * int64_t(sm_count)) return 1;
   const int64_t want = (2 * int64_t(sm_count) + blocks - 1) / blocks;
-  const int64_t most = std::max<int64_t>(1, (ctx + 255) / 256);  // at least 256 positions per split
-  return int(std::clamp<int64_t>(std::min(want, most), 1, 64));
+  const int64_t most = std::max<int64_t>(1, (ctx + 63) / 64);  // at least 64 positions per split
+  return int(std::clamp<int64_t>(std::min(want, most), 1, 128));
 }
 
 void attention(const float* q, const float* kc, const float* vc, const int32_t* pos, const int32_t* slots, int64_t T,
@@ -171,10 +333,24 @@ void attention(const float* q, const float* kc, const float* vc, const int32_t* 
     fail_cuda(cudaErrorInvalidValue, "attention: scratch too small", __FILE__, __LINE__);
   int chunk = (ctx + splits - 1) / splits;
   chunk = (chunk + kTile - 1) / kTile * kTile;
-  const size_t smem = sizeof(float) * size_t(group * head_dim + kTile * (head_dim + 1) + kTile * head_dim + group * kTile);
   const dim3 grid(unsigned(T * n_kv_heads), unsigned(splits));
-  attention_kernel<<<grid, kThreads, smem, s>>>(q, kc, vc, pos, slots, n_heads, n_kv_heads, head_dim, slot_stride,
-                                                chunk, splits, scratch.partial_o, scratch.partial_ml, out);
+  if (T <= kDecodeAttentionTokens && group <= 8 && (head_dim == 64 || head_dim == 128)) {
+    if (head_dim == 64)
+      attention_decode_kernel<2><<<grid, kThreads, 0, s>>>(q, kc, vc, pos, slots, n_heads, n_kv_heads, slot_stride,
+                                                           chunk, splits, scratch.partial_o, scratch.partial_ml,
+                                                           scratch.tickets, out);
+    else
+      attention_decode_kernel<4><<<grid, kThreads, 0, s>>>(q, kc, vc, pos, slots, n_heads, n_kv_heads, slot_stride,
+                                                           chunk, splits, scratch.partial_o, scratch.partial_ml,
+                                                           scratch.tickets, out);
+    CUDA_LAUNCH_CHECK();
+    return;  // the kernel merged its splits itself
+  } else {
+    const size_t smem =
+        sizeof(float) * size_t(group * head_dim + kTile * (head_dim + 1) + kTile * head_dim + group * kTile);
+    attention_kernel<<<grid, kThreads, smem, s>>>(q, kc, vc, pos, slots, n_heads, n_kv_heads, head_dim, slot_stride,
+                                                  chunk, splits, scratch.partial_o, scratch.partial_ml, out);
+  }
   CUDA_LAUNCH_CHECK();
   if (splits > 1) {
     combine_kernel<<<unsigned(T * n_heads), 128, 0, s>>>(scratch.partial_o, scratch.partial_ml, splits, head_dim, out);

@@ -64,6 +64,45 @@ __global__ void rope_kernel(float* x, const int32_t* pos, int64_t T, int n_heads
   v[d + half] = b * cs + a * sn;
 }
 
+// One block per (token, head) of q and of k: the block sums the squares of its whole row (the
+// norm is over all heads; rows are small and stay in L2), then normalises and rotates its head.
+__global__ void qk_norm_rope_kernel(float* q, float* k, const float* qw, const float* kw, float eps,
+                                    const int32_t* pos, int n_heads, int n_kv, int head_dim, int rotary_dim,
+                                    const float* inv_freq) {
+  __shared__ float red[32];
+  const int64_t t = blockIdx.x;
+  const int hh = blockIdx.y;
+  const bool is_q = hh < n_heads;
+  const int dim = (is_q ? n_heads : n_kv) * head_dim;
+  float* row = (is_q ? q : k) + t * dim;
+  const float* w = is_q ? qw : kw;
+  const int h = is_q ? hh : hh - n_heads;
+  float ss = 0;
+  for (int i = threadIdx.x * 4; i < dim; i += blockDim.x * 4) {
+    const float4 v = *reinterpret_cast<const float4*>(row + i);
+    ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+  }
+  ss = block_sum(ss, red);
+  const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
+  const int half = rotary_dim / 2;
+  const float p = float(pos[t]);
+  float* x = row + h * head_dim;
+  const float* wh = w + h * head_dim;
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    if (d >= half && d < rotary_dim) continue;  // written with its partner d - half
+    const float a = x[d] * inv * wh[d];
+    if (d >= rotary_dim) {
+      x[d] = a;
+      continue;
+    }
+    const float b = x[d + half] * inv * wh[d + half];
+    float sn, cs;
+    sincosf(p * inv_freq[d], &sn, &cs);
+    x[d] = a * cs - b * sn;
+    x[d + half] = b * cs + a * sn;
+  }
+}
+
 __global__ void add_kernel(const float* a, const float* b, float* out, int64_t n) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) out[i] = a[i] + b[i];
@@ -102,6 +141,14 @@ void rope(float* x, const int32_t* pos, int64_t T, int n_heads, int head_dim, in
   const int64_t n = T * n_heads * (rotary_dim / 2);
   if (n == 0) return;
   rope_kernel<<<blocks(n, 256), 256, 0, s>>>(x, pos, T, n_heads, head_dim, rotary_dim, inv_freq);
+  CUDA_LAUNCH_CHECK();
+}
+
+void qk_norm_rope(float* q, float* k, const float* qw, const float* kw, float eps, const int32_t* pos, int64_t T,
+                  int n_heads, int n_kv, int head_dim, int rotary_dim, const float* inv_freq, cudaStream_t s) {
+  if (T == 0) return;
+  qk_norm_rope_kernel<<<dim3(unsigned(T), unsigned(n_heads + n_kv)), 128, 0, s>>>(q, k, qw, kw, eps, pos, n_heads,
+                                                                                    n_kv, head_dim, rotary_dim, inv_freq);
   CUDA_LAUNCH_CHECK();
 }
 

@@ -1,82 +1,136 @@
-// Decode-time matrix-vector products: memory-bound, so each warp streams one weight row (a group
-// of 32 inputs per lane per step: one 16-byte load for 4-bit codes), dequantizes in registers and
-// dots it with each token's activations (read through L1; they are reused by every row).
+// Decode-time matrix-vector products (up to 4 tokens per pass) for one to three weights that share
+// their input (the attention's q, k and v in one launch). Memory-bound: each warp streams R rows at
+// once (R independent loads in flight per lane), dequantizes in registers and dots each group
+// with the activations staged in shared memory (gemv_core.cuh). R is chosen per launch so that
+// the grid fills the GPU: big matrices take 4 rows a warp, small ones 1.
+#include <algorithm>
+
 #include "backend/cuda/cuda_check.h"
-#include "backend/cuda/formats.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kernels/gemv_core.cuh"
 
 namespace moeq::cuda {
 namespace {
 
 constexpr int kWarps = 8;
+constexpr int kPassTokens = 4;
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
+// Up to three weights (same format and input width) stacked in one row space; each segment's
+// rows are padded to a multiple of the rows a warp takes, so a warp never straddles two.
+struct GemvSet {
+  DevWeight w[3];
+  float* y[3];
+  int64_t start[4] = {0, 0, 0, 0};
+  int n = 0;
+};
 
-__device__ __forceinline__ float dot32(const float* w, const float* x) {
-  const float4* x4 = reinterpret_cast<const float4*>(x);
-  float acc = 0;
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const float4 v = __ldg(x4 + i);
-    acc = fmaf(w[4 * i], v.x, acc);
-    acc = fmaf(w[4 * i + 1], v.y, acc);
-    acc = fmaf(w[4 * i + 2], v.z, acc);
-    acc = fmaf(w[4 * i + 3], v.w, acc);
-  }
-  return acc;
-}
-
-template <int F, int T>
-__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(DevWeight w, const float* x, float* y) {
+template <int F, int T, int R>
+__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const float* x, bool accumulate) {
+  extern __shared__ float xs[];
+  __shared__ float cbs[3][16];
+  const int64_t cols = set.w[0].cols;
+  stage_vectors(xs, x, cols, cols, T);
+  for (int i = 0; i < set.n; ++i) stage_codebook(cbs[i], set.w[i]);
+  __syncthreads();
   const int lane = threadIdx.x % 32;
-  const int64_t r = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
-  if (r >= w.rows) return;
-  const int64_t groups = w.cols / 32;
-  float acc[T];
-#pragma unroll
-  for (int t = 0; t < T; ++t) acc[t] = 0;
+  const int64_t gr = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * R;
+  if (gr >= set.start[set.n]) return;
+  const int seg = gr >= set.start[1] ? (gr >= set.start[2] ? 2 : 1) : 0;
+  const DevWeight& w = set.w[seg];
+  const int64_t r0 = gr - set.start[seg];
+  const int64_t groups = cols / 32;
+  float acc[R][T] = {};
   for (int64_t g = lane; g < groups; g += 32) {
-    float v[32];
-    dequant32<F>(w, r, g, v);
+    // All rows' loads first (rows past the end re-read the last row; their results are dropped).
+    RawGroup raw[R];
 #pragma unroll
-    for (int t = 0; t < T; ++t) acc[t] += dot32(v, x + t * w.cols + g * 32);
+    for (int i = 0; i < R; ++i) raw[i] = load_group<F>(w, min(r0 + i, w.rows - 1), g);
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+      float xv[32];
+      load_x32(xs + t * staged_floats(cols) + g * kPadGroup, xv);
+#pragma unroll
+      for (int i = 0; i < R; ++i) acc[i][t] += group_dot<F>(w, min(r0 + i, w.rows - 1), g, raw[i], xv, cbs[seg]);
+    }
   }
 #pragma unroll
-  for (int t = 0; t < T; ++t) {
-    const float s = warp_sum(acc[t]);
-    if (lane == 0) y[t * w.rows + r] = s;
-  }
+  for (int i = 0; i < R; ++i)
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+      const float s = warp_sum(acc[i][t]);
+      if (lane == 0 && r0 + i < w.rows) {
+        float* dst = set.y[seg] + t * w.rows + r0 + i;
+        *dst = accumulate ? *dst + s : s;
+      }
+    }
 }
 
-template <int T>
-void launch(const DevWeight& w, const float* x, float* y, cudaStream_t s) {
-  dispatch_format(w, [&](auto f) {
-    gemv_kernel<decltype(f)::value, T><<<unsigned((w.rows + kWarps - 1) / kWarps), kWarps * 32, 0, s>>>(w, x, y);
-  });
+template <int F, int T, int R>
+void launch_one(const GemvSet& set, const float* x, bool acc, cudaStream_t s) {
+  const size_t smem = sizeof(float) * size_t(staged_floats(set.w[0].cols)) * T;
+  auto* k = gemv_kernel<F, T, R>;
+  if (smem > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  const int64_t rows = set.start[set.n];
+  k<<<unsigned((rows + kWarps * R - 1) / (kWarps * R)), kWarps * 32, smem, s>>>(set, x, acc);
   CUDA_LAUNCH_CHECK();
+}
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, count = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev);
+    return count;
+  }();
+  return n;
+}
+
+// One pass of T tokens: picks rows per warp, pads the segments, launches.
+template <int T>
+void pass(GemvSet set, const float* x, bool acc, cudaStream_t s) {
+  int64_t total = 0;
+  for (int i = 0; i < set.n; ++i) total += set.w[i].rows;
+  // The most rows per warp that still leaves about three blocks per multiprocessor.
+  int R = 4;
+  while (R > 1 && total / (kWarps * R) < 3 * sm_count()) R /= 2;
+  if (T >= 4) R = 1;  // registers: four tokens' accumulators already
+  for (int i = 0; i < set.n; ++i) set.start[i + 1] = set.start[i] + (set.w[i].rows + R - 1) / R * R;
+  dispatch_format(set.w[0], [&](auto f) {
+    constexpr int F = decltype(f)::value;
+    if (R == 4) launch_one<F, T, 4>(set, x, acc, s);
+    else if (R == 2) launch_one<F, T, 2>(set, x, acc, s);
+    else launch_one<F, T, 1>(set, x, acc, s);
+  });
 }
 
 }  // namespace
 
-void gemv(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s) {
-  // Tokens in passes of 8, 4, 2, 1: each pass reads the weight once.
+void gemv_multi(const DevWeight* const* w, float* const* y, int n, const float* x, int64_t T, cudaStream_t s,
+                bool accumulate) {
+  if (staged_floats(w[0]->cols) * kPassTokens * 4 > 200 * 1024)
+    fail_cuda(cudaErrorInvalidValue, "gemv: rows too long for the staged activations", __FILE__, __LINE__);
   int64_t t0 = 0;
-  while (t0 < T) {
+  while (t0 < T) {  // passes of 4, 2, 1 tokens: each pass reads the weights once
     const int64_t left = T - t0;
-    const int n = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
-    const float* xt = x + t0 * w.cols;
-    float* yt = y + t0 * w.rows;
-    switch (n) {
-      case 8: launch<8>(w, xt, yt, s); break;
-      case 4: launch<4>(w, xt, yt, s); break;
-      case 2: launch<2>(w, xt, yt, s); break;
-      default: launch<1>(w, xt, yt, s); break;
+    const int nt = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+    GemvSet set;
+    set.n = n;
+    for (int i = 0; i < n; ++i) {
+      set.w[i] = *w[i];
+      set.y[i] = y[i] + t0 * w[i]->rows;
     }
-    t0 += n;
+    const float* xt = x + t0 * w[0]->cols;
+    if (nt == 4) pass<4>(set, xt, accumulate, s);
+    else if (nt == 2) pass<2>(set, xt, accumulate, s);
+    else pass<1>(set, xt, accumulate, s);
+    t0 += nt;
   }
+}
+
+void gemv(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s, bool accumulate) {
+  const DevWeight* ws[1] = {&w};
+  float* ys[1] = {y};
+  gemv_multi(ws, ys, 1, x, T, s, accumulate);
 }
 
 }  // namespace moeq::cuda

@@ -5,77 +5,87 @@
 // choices are summed in a fixed order, so results do not depend on scheduling.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
-#include "backend/cuda/kernels/gemm_core.cuh"
+#include "backend/cuda/kernels/gemm_pipe.cuh"
+#include "backend/cuda/kernels/gemv_core.cuh"
 
 namespace moeq::cuda {
 namespace {
 
 constexpr int kWarps = 8;
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ __forceinline__ float dot32(const float* w, const float* x) {
-  const float4* x4 = reinterpret_cast<const float4*>(x);
-  float acc = 0;
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const float4 v = __ldg(x4 + i);
-    acc = fmaf(w[4 * i], v.x, fmaf(w[4 * i + 1], v.y, fmaf(w[4 * i + 2], v.z, fmaf(w[4 * i + 3], v.w, acc))));
-  }
-  return acc;
-}
+constexpr int kW13Rows = 2, kW2Rows = 4;  // rows per warp: independent loads in flight per lane
 
 __device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
 
 // ---- decode -----------------------------------------------------------------------------------
-// grid (rows / 8, pairs): a[pair][r] = silu(W1_e[r] . x_t) * (W3_e[r] . x_t).
+// grid (inter / 8, pairs): a[pair][r] = silu(W1_e[r] . x_t) * (W3_e[r] . x_t); a warp per row,
+// the w1 and w3 loads of a step in flight together, x_t staged in shared memory.
 template <int F>
 __global__ void __launch_bounds__(kWarps * 32) w13_decode_kernel(MoeWeights m, const float* x, const int32_t* ids,
                                                                  int K, float* a) {
-  const int lane = threadIdx.x % 32;
-  const int64_t r = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  extern __shared__ float xs[];
+  __shared__ float cb1[16], cb3[16];
   const int64_t pair = blockIdx.y;
-  if (r >= m.inter) return;
   const int e = ids[pair];
   const DevWeight w1 = expert_view(m.w1, e), w3 = expert_view(m.w3, e);
-  const float* xt = x + (pair / K) * m.hidden;
-  float g = 0, u = 0;
+  stage_vectors(xs, x + (pair / K) * m.hidden, m.hidden, m.hidden, 1);
+  stage_codebook(cb1, w1);
+  stage_codebook(cb3, w3);
+  __syncthreads();
+  const int lane = threadIdx.x % 32;
+  const int64_t r0 = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * kW13Rows;
+  float g[kW13Rows] = {}, u[kW13Rows] = {};
   for (int64_t grp = lane; grp < m.hidden / 32; grp += 32) {
-    float v[32];
-    dequant32<F>(w1, r, grp, v);
-    g += dot32(v, xt + grp * 32);
-    dequant32<F>(w3, r, grp, v);
-    u += dot32(v, xt + grp * 32);
+    RawGroup r1[kW13Rows], r3[kW13Rows];
+#pragma unroll
+    for (int i = 0; i < kW13Rows; ++i) {
+      const int64_t r = min(r0 + i, m.inter - 1);
+      r1[i] = load_group<F>(w1, r, grp);
+      r3[i] = load_group<F>(w3, r, grp);
+    }
+    float xv[32];
+    load_x32(xs + grp * kPadGroup, xv);
+#pragma unroll
+    for (int i = 0; i < kW13Rows; ++i) {
+      const int64_t r = min(r0 + i, m.inter - 1);
+      g[i] += group_dot<F>(w1, r, grp, r1[i], xv, cb1);
+      u[i] += group_dot<F>(w3, r, grp, r3[i], xv, cb3);
+    }
   }
-  g = warp_sum(g);
-  u = warp_sum(u);
-  if (lane == 0) a[pair * m.inter + r] = silu(g) * u;
+#pragma unroll
+  for (int i = 0; i < kW13Rows; ++i) {
+    const float gs = warp_sum(g[i]), us = warp_sum(u[i]);
+    if (lane == 0 && r0 + i < m.inter) a[pair * m.inter + r0 + i] = silu(gs) * us;
+  }
 }
 
-// grid (hidden / 8, T): out[t][r] = sum_k wt[t][k] * (W2_e[r] . a[t*K + k]).
+// grid (hidden / 16, pairs): y[pair][r] = W2_e[r] . a[pair]; two rows per warp.
 template <int F>
 __global__ void __launch_bounds__(kWarps * 32) w2_decode_kernel(MoeWeights m, const float* a, const int32_t* ids,
-                                                                const float* wts, int K, float* out) {
+                                                                float* y) {
+  extern __shared__ float as[];
+  __shared__ float cb2[16];
+  const int64_t pair = blockIdx.y;
+  const DevWeight w2 = expert_view(m.w2, ids[pair]);
+  stage_vectors(as, a + pair * m.inter, m.inter, m.inter, 1);
+  stage_codebook(cb2, w2);
+  __syncthreads();
   const int lane = threadIdx.x % 32;
-  const int64_t r = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
-  const int64_t t = blockIdx.y;
-  if (r >= m.hidden) return;
-  float total = 0;
-  for (int k = 0; k < K; ++k) {
-    const int64_t pair = t * K + k;
-    const DevWeight w2 = expert_view(m.w2, ids[pair]);
-    float acc = 0;
-    for (int64_t grp = lane; grp < m.inter / 32; grp += 32) {
-      float v[32];
-      dequant32<F>(w2, r, grp, v);
-      acc += dot32(v, a + pair * m.inter + grp * 32);
-    }
-    total += wts[pair] * warp_sum(acc);
+  const int64_t r0 = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * kW2Rows;
+  float acc[kW2Rows] = {};
+  for (int64_t grp = lane; grp < m.inter / 32; grp += 32) {
+    RawGroup raw[kW2Rows];
+#pragma unroll
+    for (int i = 0; i < kW2Rows; ++i) raw[i] = load_group<F>(w2, min(r0 + i, m.hidden - 1), grp);
+    float xv[32];
+    load_x32(as + grp * kPadGroup, xv);
+#pragma unroll
+    for (int i = 0; i < kW2Rows; ++i) acc[i] += group_dot<F>(w2, min(r0 + i, m.hidden - 1), grp, raw[i], xv, cb2);
   }
-  if (lane == 0) out[t * m.hidden + r] = total;
+#pragma unroll
+  for (int i = 0; i < kW2Rows; ++i) {
+    const float sum = warp_sum(acc[i]);
+    if (lane == 0 && r0 + i < m.hidden) y[pair * m.hidden + r0 + i] = sum;
+  }
 }
 
 // ---- prefill: grouping ------------------------------------------------------------------------
@@ -91,7 +101,7 @@ __global__ void plan_kernel(const int32_t* counts, int E, int32_t* offsets, int3
   const int e = threadIdx.x;
   if (e < E) {
     off[e + 1] = counts[e];
-    tcount[e + 1] = (counts[e] + kBM - 1) / kBM;
+    tcount[e + 1] = (counts[e] + kPM - 1) / kPM;
     cursor[e] = 0;
   }
   if (e == 0) off[0] = tcount[0] = 0;
@@ -104,8 +114,8 @@ __global__ void plan_kernel(const int32_t* counts, int E, int32_t* offsets, int3
     for (int j = 0; j < tcount[e + 1] - tcount[e]; ++j) {
       int32_t* tile = tiles + 3 * (tcount[e] + j);
       tile[0] = e;
-      tile[1] = off[e] + j * kBM;
-      tile[2] = min(kBM, counts[e] - j * kBM);
+      tile[1] = off[e] + j * kPM;
+      tile[2] = min(kPM, counts[e] - j * kPM);
     }
   }
   if (e == 0) {
@@ -126,102 +136,91 @@ __global__ void scatter_kernel(const int32_t* ids, const float* wts, int64_t pai
 }
 
 // ---- prefill: products ------------------------------------------------------------------------
+using Dual = PipeShape<true>;
+using Single = PipeShape<false>;
+
 // a[start + i][n] = silu(x[tok] . W1_e[n]) * (x[tok] . W3_e[n]) for the tile's rows.
 template <int F>
-__global__ void __launch_bounds__(kGemmThreads) w13_gemm_kernel(MoeWeights m, const float* x, const int32_t* tiles,
-                                                                const int32_t* num_tiles, const int32_t* perm_token,
-                                                                float* a) {
+__global__ void __launch_bounds__(kPThreads) w13_gemm_kernel(MoeWeights m, const float* x, const int32_t* tiles,
+                                                             const int32_t* num_tiles, const int32_t* perm_token,
+                                                             float* a) {
   if (int(blockIdx.y) >= *num_tiles) return;
-  __shared__ __align__(16) __nv_bfloat16 As[kBM][kBK + kPad];
-  __shared__ __align__(16) __nv_bfloat16 B1[kBN][kBK + kPad];
-  __shared__ __align__(16) __nv_bfloat16 B3[kBN][kBK + kPad];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ float cb1[16], cb3[16];
   const int32_t* tile = tiles + 3 * blockIdx.y;
   const int e = tile[0], start = tile[1], rows = tile[2];
   const DevWeight w1 = expert_view(m.w1, e), w3 = expert_view(m.w3, e);
-  const int64_t n0 = int64_t(blockIdx.x) * kBN;
-  float g[2][4][4] = {}, u[2][4][4] = {};
-  for (int64_t k0 = 0; k0 < m.hidden; k0 += kBK) {
-    stage_a(As, x, m.hidden, rows, k0, [&](int i) { return int64_t(perm_token[start + i]); });
-    stage_w<F>(B1, w1, n0, k0);
-    stage_w<F>(B3, w3, n0, k0);
-    __syncthreads();
-    mma_tile(g, As, B1);
-    mma_tile(u, As, B3);
-    __syncthreads();
-  }
-  // g and u hold the same (i, n) element at the same accumulator position.
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int wm = (warp / 2) * 32, wn = (warp % 2) * 32, r = lane / 4, c = (lane % 4) * 2;
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < 4; ++ni)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const int i = wm + mi * 16 + r + (q >= 2 ? 8 : 0);
-        const int64_t n = n0 + wn + ni * 8 + c + (q & 1);
-        if (i < rows && n < m.inter) a[(start + i) * m.inter + n] = silu(g[mi][ni][q]) * u[mi][ni][q];
-      }
+  stage_codebook(cb1, w1);
+  stage_codebook(cb3, w3);
+  __syncthreads();
+  const int64_t n0 = int64_t(blockIdx.x) * Dual::kN;
+  float g[2][Dual::kNT][4] = {}, u[2][Dual::kNT][4] = {};
+  gemm_pipeline<F, true>(x, m.hidden, rows, [&](int i) { return int64_t(perm_token[start + i]); }, w1, w3, n0,
+                         m.hidden, g, u, reinterpret_cast<__half*>(smem_raw), cb1, cb3);
+  pipe_epilogue<true>(g, u, n0, rows, m.inter, [&](int i, int64_t n, float gv, float uv) {
+    a[(start + i) * m.inter + n] = silu(gv) * uv;
+  });
 }
 
 // y[perm[start + i]][n] = wt * (a[start + i] . W2_e[n]).
 template <int F>
-__global__ void __launch_bounds__(kGemmThreads) w2_gemm_kernel(MoeWeights m, const float* a, const int32_t* tiles,
-                                                               const int32_t* num_tiles, const int32_t* perm,
-                                                               const float* perm_weight, float* y) {
+__global__ void __launch_bounds__(kPThreads) w2_gemm_kernel(MoeWeights m, const float* a, const int32_t* tiles,
+                                                            const int32_t* num_tiles, const int32_t* perm,
+                                                            const float* perm_weight, float* y) {
   if (int(blockIdx.y) >= *num_tiles) return;
-  __shared__ __align__(16) __nv_bfloat16 As[kBM][kBK + kPad];
-  __shared__ __align__(16) __nv_bfloat16 Bs[kBN][kBK + kPad];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ float cb2[16];
   const int32_t* tile = tiles + 3 * blockIdx.y;
   const int e = tile[0], start = tile[1], rows = tile[2];
   const DevWeight w2 = expert_view(m.w2, e);
-  const int64_t n0 = int64_t(blockIdx.x) * kBN;
-  float acc[2][4][4] = {};
-  for (int64_t k0 = 0; k0 < m.inter; k0 += kBK) {
-    stage_a(As, a, m.inter, rows, k0, [&](int i) { return int64_t(start + i); });
-    stage_w<F>(Bs, w2, n0, k0);
-    __syncthreads();
-    mma_tile(acc, As, Bs);
-    __syncthreads();
-  }
-  for_each_acc(acc, n0, rows, m.hidden, [&](int i, int64_t n, float v) {
+  stage_codebook(cb2, w2);
+  __syncthreads();
+  const int64_t n0 = int64_t(blockIdx.x) * Single::kN;
+  float acc[2][Single::kNT][4] = {}, unused[2][Single::kNT][4];
+  gemm_pipeline<F, false>(a, m.inter, rows, [&](int i) { return int64_t(start + i); }, w2, w2, n0, m.inter, acc,
+                          unused, reinterpret_cast<__half*>(smem_raw), cb2, cb2);
+  pipe_epilogue<false>(acc, unused, n0, rows, m.hidden, [&](int i, int64_t n, float v, float) {
     y[int64_t(perm[start + i]) * m.hidden + n] = perm_weight[start + i] * v;
   });
 }
 
-// out[t][n] = sum_k y[t*K + k][n], in order of k.
-__global__ void reduce_kernel(const float* y, int64_t T, int K, int64_t H, float* out) {
+// out[t][n] (+)= sum_k wt[t][k] * y[t*K + k][n], in order of k (wts null: already weighted).
+__global__ void reduce_kernel(const float* y, const float* wts, int64_t T, int K, int64_t H, float* out,
+                              bool accumulate) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= T * H) return;
   const int64_t t = i / H, n = i % H;
   float s = 0;
-  for (int k = 0; k < K; ++k) s += y[(t * K + k) * H + n];
-  out[i] = s;
+  for (int k = 0; k < K; ++k) s += (wts ? wts[t * K + k] : 1.0f) * y[(t * K + k) * H + n];
+  out[i] = accumulate ? out[i] + s : s;
 }
 
 }  // namespace
 
 void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t T, int K,
-                float* a_scratch, float* out, cudaStream_t s) {
+                float* a_scratch, float* y_scratch, float* out, bool accumulate, cudaStream_t s) {
   if (T == 0) return;
+  const int64_t pairs = T * K;
   dispatch_format(m.w1, [&](auto f) {
     w13_decode_kernel<decltype(f)::value>
-        <<<dim3(unsigned((m.inter + kWarps - 1) / kWarps), unsigned(T * K)), kWarps * 32, 0, s>>>(m, x, ids, K,
-                                                                                                 a_scratch);
+        <<<dim3(unsigned((m.inter + kWarps * kW13Rows - 1) / (kWarps * kW13Rows)), unsigned(pairs)), kWarps * 32,
+           sizeof(float) * size_t(staged_floats(m.hidden)), s>>>(m, x, ids, K, a_scratch);
   });
   CUDA_LAUNCH_CHECK();
   dispatch_format(m.w2, [&](auto f) {
     w2_decode_kernel<decltype(f)::value>
-        <<<dim3(unsigned((m.hidden + kWarps - 1) / kWarps), unsigned(T)), kWarps * 32, 0, s>>>(m, a_scratch, ids, wts,
-                                                                                               K, out);
+        <<<dim3(unsigned((m.hidden + kWarps * kW2Rows - 1) / (kWarps * kW2Rows)), unsigned(pairs)), kWarps * 32,
+           sizeof(float) * size_t(staged_floats(m.inter)), s>>>(m, a_scratch, ids, y_scratch);
   });
+  CUDA_LAUNCH_CHECK();
+  reduce_kernel<<<unsigned((T * m.hidden + 255) / 256), 256, 0, s>>>(y_scratch, wts, T, K, m.hidden, out, accumulate);
   CUDA_LAUNCH_CHECK();
 }
 
-int64_t moe_max_tiles(int64_t pairs, int experts) { return (pairs + kBM - 1) / kBM + experts; }
+int64_t moe_max_tiles(int64_t pairs, int experts) { return (pairs + kPM - 1) / kPM + experts; }
 
 void moe_prefill(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t T, int K,
-                 const MoeScratch& sc, float* out, cudaStream_t s) {
+                 const MoeScratch& sc, float* out, bool accumulate, cudaStream_t s) {
   const int64_t pairs = T * K;
   if (pairs == 0) return;
   if (pairs > sc.capacity || m.experts > 1024)
@@ -237,16 +236,20 @@ void moe_prefill(const MoeWeights& m, const float* x, const int32_t* ids, const 
   CUDA_LAUNCH_CHECK();
   const unsigned max_tiles = unsigned(moe_max_tiles(pairs, m.experts));
   dispatch_format(m.w1, [&](auto f) {
-    w13_gemm_kernel<decltype(f)::value><<<dim3(unsigned((m.inter + kBN - 1) / kBN), max_tiles), kGemmThreads, 0, s>>>(
+    auto* k = w13_gemm_kernel<decltype(f)::value>;
+    CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Dual::smem_bytes())));
+    k<<<dim3(unsigned((m.inter + Dual::kN - 1) / Dual::kN), max_tiles), kPThreads, Dual::smem_bytes(), s>>>(
         m, x, sc.tiles, sc.num_tiles, sc.perm_token, sc.a);
   });
   CUDA_LAUNCH_CHECK();
   dispatch_format(m.w2, [&](auto f) {
-    w2_gemm_kernel<decltype(f)::value><<<dim3(unsigned((m.hidden + kBN - 1) / kBN), max_tiles), kGemmThreads, 0, s>>>(
+    auto* k = w2_gemm_kernel<decltype(f)::value>;
+    CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Single::smem_bytes())));
+    k<<<dim3(unsigned((m.hidden + Single::kN - 1) / Single::kN), max_tiles), kPThreads, Single::smem_bytes(), s>>>(
         m, sc.a, sc.tiles, sc.num_tiles, sc.perm, sc.perm_weight, sc.y);
   });
   CUDA_LAUNCH_CHECK();
-  reduce_kernel<<<unsigned((T * m.hidden + 255) / 256), 256, 0, s>>>(sc.y, T, K, m.hidden, out);
+  reduce_kernel<<<unsigned((T * m.hidden + 255) / 256), 256, 0, s>>>(sc.y, nullptr, T, K, m.hidden, out, accumulate);
   CUDA_LAUNCH_CHECK();
 }
 

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The GPU machine's whole job in one call (device time is scarce): build for Hopper, run the
+# backend parity tests (and, with SANITIZE=1, under compute-sanitizer memcheck and racecheck),
+# then the synthetic MiniMax-M2 benchmarks. Logs go to $OUT (or out/ when run by hand).
+#   bash bench/device_all.sh [parity] [sanitize] [bench] [batch]     (default: all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-out}"
+mkdir -p "$out"
+what="${*:-parity sanitize bench batch}"   # also: ncu (hardware counters of the decode kernels)
+# The server is not part of the GPU work; keep its sources out of this build if present.
+bash scripts/device/build.sh --target moeq test_backend_parity 2>&1 | grep -E "error|warning: unused" | head -20
+export LD_LIBRARY_PATH=/tmp/moeq-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/gpu.txt"
+if [[ $what == *parity* ]]; then
+  timeout 300 build-dev/tests/test_backend_parity 2>&1 | tee "$out/parity.log" | grep -E "FAILED|PASSED|error|relative" | head -20
+fi
+if [[ $what == *sanitize* ]]; then
+  # The sanitizers slow kernels down 10-100x: the small shapes only.
+  f='Parity.RmsNorm:Parity.PartialRope:Parity.EmbeddingEveryFormat:Parity.AddAndGather:Parity.TinyModelLogitsAndGreedy'
+  for tool in memcheck racecheck; do
+    timeout 240 compute-sanitizer --tool $tool --error-exitcode 9 build-dev/tests/test_backend_parity \
+      --gtest_filter="$f" > "$out/sanitize-$tool.log" 2>&1
+    echo "compute-sanitizer $tool: exit $? ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitize-$tool.log" | tail -1))"
+  done
+fi
+if [[ $what == *bench* ]]; then
+  build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 128 --profile --json 2>&1 | tee "$out/bench-mq4.log"
+fi
+if [[ $what == *batch* ]]; then
+  build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 64 --batch 16 --json 2>&1 | tee "$out/bench-mq4-b16.log" | grep -E "decode|prefill|layers"
+fi
+if [[ $what == *ncu* ]]; then
+  # Hardware counters of one decode step's kernels (1 layer, no graphs so kernels are separate).
+  k='regex:attention_decode|w13_decode|w2_decode|gemv_kernel|qk_norm_rope|router_kernel|rmsnorm'
+  timeout 300 ncu --clock-control none --kernel-name "$k" --launch-skip 40 --launch-count 14 \
+    --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
+    build-dev/moeq bench --synthetic minimax-m2 --layers 1 --preset mq4 --prompt 512 --gen 24 --no-graphs \
+    > "$out/ncu.log" 2>&1
+  echo "ncu: exit $?"
+  python3 - "$out/ncu.log" <<'PY'
+import re, sys
+rows, cur = [], None
+keys = {"Duration": "dur", "DRAM Throughput": "dram", "Compute (SM) Throughput": "sm",
+        "Achieved Occupancy": "occ", "Registers Per Thread": "regs", "Grid Size": "grid",
+        "Warp Cycles Per Issued Instruction": "cpi"}
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r"\s+(\S.*?) \(\d+, \d+, \d+\)x\(\d+, \d+, \d+\)", line)
+    if m:
+        cur = {"name": m.group(1)[:44]}; rows.append(cur); continue
+    for k, short in keys.items():
+        m = re.match(r"\s+" + re.escape(k) + r"\s+(\S+)\s+([\d.,]+)", line)
+        if m and cur is not None: cur[short] = m.group(2) + m.group(1).replace("usecond", "us").replace("%", "%")
+    m = re.search(r"(Stall \w+|stalled \w+ [\w ]+?) ", line)
+for r in rows:
+    print(" ".join(f"{k}={r.get(k,'?')}" for k in ["name", "dur", "dram", "sm", "occ", "regs", "grid", "cpi"]))
+PY
+  grep -iE "stall|bottleneck|is stalled" "$out/ncu.log" | sed -E 's/ +/ /g' | sort | uniq -c | sort -rn | head -20
+fi
