@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU machine's whole job in one call (device time is scarce): build for Hopper, run the
-# backend parity tests (and, with SANITIZE=1, under compute-sanitizer memcheck and racecheck),
-# then the synthetic MiniMax-M2 benchmarks. Logs go to $OUT (or out/ when run by hand).
-#   bash bench/device_all.sh [parity] [sanitize] [bench] [batch]     (default: all)
+# backend parity tests (with `sanitize`: under compute-sanitizer memcheck and racecheck; SANITIZE_TOOLS
+# and SANITIZE_FILTER narrow it), then the synthetic MiniMax-M2 benchmarks. Logs go to $OUT (or out/).
+#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [batch] [ncu]   (default: parity sanitize bench batch)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-out}"
@@ -16,16 +16,19 @@ if [[ $what == *parity* ]]; then
   timeout 300 build-dev/tests/test_backend_parity 2>&1 | tee "$out/parity.log" | grep -E "FAILED|PASSED|error|relative" | head -20
 fi
 if [[ $what == *sanitize* ]]; then
-  # The sanitizers slow kernels down 10-100x: the small shapes only.
-  f='Parity.RmsNorm:Parity.PartialRope:Parity.EmbeddingEveryFormat:Parity.AddAndGather:Parity.TinyModelLogitsAndGreedy'
-  for tool in memcheck racecheck; do
-    timeout 240 compute-sanitizer --tool $tool --error-exitcode 9 build-dev/tests/test_backend_parity \
+  # The sanitizers slow kernels down 10-100x; SANITIZE_FILTER narrows the set if needed.
+  f="${SANITIZE_FILTER:-Parity.*}"
+  for tool in ${SANITIZE_TOOLS:-memcheck racecheck}; do
+    timeout 330 compute-sanitizer --tool $tool --error-exitcode 9 build-dev/tests/test_backend_parity \
       --gtest_filter="$f" > "$out/sanitize-$tool.log" 2>&1
     echo "compute-sanitizer $tool: exit $? ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/sanitize-$tool.log" | tail -1))"
   done
 fi
 if [[ $what == *bench* ]]; then
   build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 128 --profile --json 2>&1 | tee "$out/bench-mq4.log"
+fi
+if [[ $what == *pdloff* ]]; then  # the same decode without programmatic dependent launch
+  MOEQ_PDL=0 build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 128 2>&1 | tee "$out/bench-mq4-nopdl.log" | grep -E "decode|achieved"
 fi
 if [[ $what == *batch* ]]; then
   build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 64 --batch 16 --json 2>&1 | tee "$out/bench-mq4-b16.log" | grep -E "decode|prefill|layers"

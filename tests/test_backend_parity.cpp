@@ -223,6 +223,29 @@ TEST_F(Parity, Router) {
   }
 }
 
+// Greedy choice: the first index of the maximum, ties included; run twice on the same buffers so
+// the kernel's per-row tickets are shown to reset between launches.
+TEST_F(Parity, ArgmaxWithTies) {
+  for (auto [T, V] : std::vector<std::pair<int64_t, int64_t>>{{1, 200064}, {3, 1000}, {16, 32000}, {2, 7}}) {
+    std::vector<float> v = test::randn(size_t(T * V), rng);
+    for (int64_t t = 0; t < T; ++t) {  // the maximum twice: the first place wins
+      const int64_t a = (t * 7919) % V, b = std::min<int64_t>(V - 1, a + V / 2 + 1);
+      v[size_t(t * V + a)] = v[size_t(t * V + b)] = 100.0f;
+    }
+    auto l = both(v, {T, V});
+    Tensor ic = cpu.alloc(DType::I32, {T}), ig = gpu->alloc(DType::I32, {T});
+    for (int rep = 0; rep < 2; ++rep) {
+      cpu.argmax(l.first, ic);
+      gpu->argmax(l.second, ig);
+      std::vector<int32_t> a(static_cast<size_t>(T)), c(static_cast<size_t>(T));
+      cpu.to_host(a.data(), ic);
+      gpu->to_host(c.data(), ig);
+      EXPECT_EQ(a, c) << "T=" << T << " V=" << V;
+      for (int64_t t = 0; t < T; ++t) EXPECT_EQ(c[size_t(t)], int32_t((t * 7919) % V));
+    }
+  }
+}
+
 TEST_F(Parity, MoeExpertsDecodeAndPrefill) {
   struct Case {
     int64_t H, I, E, K;
@@ -231,7 +254,8 @@ TEST_F(Parity, MoeExpertsDecodeAndPrefill) {
   for (const Case& cs : std::vector<Case>{{384, 128, 32, 4, "fp8_b128", "fp8_b128"},
                                           {384, 128, 32, 4, "lloyd3_g32", "int4_g32"},
                                           {3072, 1536, 32, 8, "lloyd4_g32", "lloyd4_g32"},
-                                          {3072, 1536, 64, 8, "q8_g32", "int2_g32"}}) {
+                                          {3072, 1536, 64, 8, "q8_g32", "int2_g32"},
+                                          {3072, 1536, 16, 8, "int4_g32", "int4_g128"}}) {
     std::vector<QuantizedWeight> w1, w2, w3;
     for (int64_t e = 0; e < cs.E; ++e) {
       w1.push_back(weight(cs.f13, cs.I, cs.H));

@@ -379,7 +379,12 @@ class CudaBackend final : public Backend {
   void argmax(const Tensor& logits, const Tensor& ids) override {
     const OpTimer timer(profiling_, events_, "argmax", stream_);
     MOEQ_CHECK(ids.numel() == logits.rows(), "cuda: argmax of {} rows into {} ids", logits.rows(), ids.numel());
-    cuda::argmax(logits.as<float>(), logits.rows(), logits.row_size(), ids.as<int32_t>(), stream_);
+    const int64_t T = logits.rows();
+    cuda::ArgmaxScratch sc;
+    sc.part_v = scratch_f32("argmax_v", T * cuda::kArgmaxBlocks);
+    sc.part_i = scratch_i32("argmax_i", T * cuda::kArgmaxBlocks);
+    sc.tickets = scratch_zeroed_i32("argmax_tickets", T);
+    cuda::argmax(logits.as<float>(), T, logits.row_size(), sc, ids.as<int32_t>(), stream_);
   }
 
   // ---- benchmarks ---------------------------------------------------------------------------
@@ -493,8 +498,9 @@ class CudaBackend final : public Backend {
     if (T <= kDecodeTokens) {
       float* a = scratch_f32("moe_a", T * K * ex.inter);
       float* y = scratch_f32("moe_y", T * K * ex.hidden);
-      cuda::moe_decode(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T, int(K), a, y, out.as<float>(),
-                       accumulate, stream_);
+      int32_t* tickets = scratch_zeroed_i32("moe_tickets", T * cuda::moe_decode_row_blocks(ex.hidden));
+      cuda::moe_decode(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T, int(K), a, y, tickets,
+                       out.as<float>(), accumulate, stream_);
       return;
     }
     const int64_t pairs = T * K;

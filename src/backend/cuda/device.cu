@@ -20,3 +20,24 @@ std::string device_name(int index) {
 }
 
 }  // namespace moeq::cuda
+
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/cuda/kernels/launch.cuh"
+
+namespace moeq::cuda {
+
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("MOEQ_PDL");
+    if (env && std::strcmp(env, "0") == 0) return false;
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+    return major >= 9;
+  }();
+  return on;
+}
+
+}  // namespace moeq::cuda

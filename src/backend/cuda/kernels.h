@@ -20,12 +20,19 @@ void add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
 void gather_rows(const float* x, const int32_t* rows, int64_t n, int64_t D, float* out, cudaStream_t s);
 void fill_f32(float* p, float v, int64_t n, cudaStream_t s);
 
-// ---- synthetic.cu: benchmark weights filled on device; greedy argmax ----
+// ---- synthetic.cu: benchmark weights filled on device ----
 enum : int { kFillRandomBytes = 0, kFillFp8, kFillNormal, kFillScale, kFillCodebook };
 enum : int { kFillF32 = 0, kFillF16, kFillBF16 };
 void fill_synthetic(void* p, int64_t n, int kind, int dtype, float scale, uint64_t seed, int64_t codebook_n,
                     cudaStream_t s);
-void argmax(const float* logits, int64_t T, int64_t V, int32_t* ids, cudaStream_t s);
+// ---- argmax.cu: greedy choice ----
+constexpr int kArgmaxBlocks = 48;  // blocks per row
+struct ArgmaxScratch {
+  float* part_v = nullptr;     // [T][kArgmaxBlocks]
+  int32_t* part_i = nullptr;   // [T][kArgmaxBlocks]
+  int32_t* tickets = nullptr;  // [T], zeroed (the kernel leaves it zeroed)
+};
+void argmax(const float* logits, int64_t T, int64_t V, const ArgmaxScratch& sc, int32_t* ids, cudaStream_t s);
 
 // ---- gemv.cu: y[t][r] = sum_j W[r][j] x[t][j], for few tokens (decode) ----
 // accumulate: y += instead of y =.
@@ -72,9 +79,11 @@ struct MoeWeights {
   int experts = 0;
 };
 // Decode path (few tokens): a[t*K+k] = silu(x W1_e) * (x W3_e); out[t] = sum_k wt * a W2_e.
-// a_scratch [T*K][inter], y_scratch [T*K][hidden]; accumulate: out += instead of out =.
+// a_scratch [T*K][inter], y_scratch [T*K][hidden], tickets [T][moe_decode_row_blocks(hidden)]
+// zeroed (the kernels leave them zeroed); accumulate: out += instead of out =.
 void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t T, int K,
-                float* a_scratch, float* y_scratch, float* out, bool accumulate, cudaStream_t s);
+                float* a_scratch, float* y_scratch, int32_t* tickets, float* out, bool accumulate, cudaStream_t s);
+int64_t moe_decode_row_blocks(int64_t hidden);
 // Prefill path: tokens grouped by expert, tensor-core products per expert.
 struct MoeScratch {
   int32_t* counts = nullptr;      // [E]

@@ -3,9 +3,11 @@
 // one split of the cache positions, with an online softmax over tiles of 32 positions staged in
 // shared memory; splits are merged by a combine kernel. f32 throughout (the CPU reference's math).
 #include <algorithm>
+#include <type_traits>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kernels/launch.cuh"
 
 namespace moeq::cuda {
 namespace {
@@ -18,6 +20,8 @@ constexpr int kMaxSplits = 128;
 
 __global__ void kv_write_kernel(const float* k, const float* v, const int32_t* pos, const int32_t* slots, int64_t T,
                                 float* kc, float* vc, int64_t slot_stride, int kv_dim) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= T * kv_dim) return;
   const int64_t t = i / kv_dim, d = i % kv_dim;
@@ -125,22 +129,26 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const float* q, con
 }
 
 // Decode (few tokens): a block takes one token, one kv head and one split of the cache; each warp
-// walks every 4th position pair of the split with the GQA group's queries in registers (D floats
-// of each head per lane), so K and V rows are read once, coalesced, straight into registers; two
-// positions per step keep two loads and two reductions in flight. The four warps' online-softmax
-// states merge through shared memory; with several splits, the last block of a (token, kv head)
-// to finish (an atomic ticket) merges all splits, so no separate combine launch is needed.
-template <int D>
+// walks every 4th position of the split with the GQA group's G queries in registers (D floats of
+// each head per lane), so K and V rows are read once, coalesced, straight into registers; four
+// positions per step keep eight loads and four reductions in flight. Splits divide the token's
+// actual length (pos + 1, read on device, so a captured graph stays right as the sequence grows),
+// not the cache capacity. The four warps' online-softmax states merge through shared memory; with
+// several splits, the last block of a (token, kv head) to finish (an atomic ticket) merges all
+// splits, so no separate combine launch is needed.
+template <int D, int G>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const float* q, const float* kc, const float* vc,
                                                                     const int32_t* pos, const int32_t* slots,
                                                                     int n_heads, int n_kv, int64_t slot_stride,
-                                                                    int chunk, int splits, float* part_o,
-                                                                    float* part_ml, int32_t* tickets, float* out) {
-  constexpr int kMaxGroup = 8, hd = 32 * D, kWarpsD = kThreads / 32;
+                                                                    int splits, float* part_o, float* part_ml,
+                                                                    int32_t* tickets, float* out) {
+  constexpr int kMaxGroup = G, hd = 32 * D, kWarpsD = kThreads / 32, kP = 4;
   __shared__ float sm_m[kWarpsD][kMaxGroup], sm_l[kWarpsD][kMaxGroup];
   __shared__ float sm_o[kWarpsD][kMaxGroup][hd];
   __shared__ int s_last;
-  const int group = n_heads / n_kv;
+  pdl_launch_dependents();
+  pdl_wait();
+  const int group = n_heads / n_kv;  // <= G; heads past it are zero queries and never stored
   const int64_t t = blockIdx.x / n_kv;
   const int g = int(blockIdx.x % n_kv), sp = blockIdx.y;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -156,15 +164,15 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const float*
       qr[h][d] = h < group ? q[(t * n_heads + g * group + h) * hd + lane * D + d] * scale : 0.0f;
     }
   }
-  const int64_t p_begin = int64_t(sp) * chunk, p_end = min(int64_t(pos[t]) + 1, int64_t(sp + 1) * chunk);
+  const int64_t len = int64_t(pos[t]) + 1, chunk = (len + splits - 1) / splits;
+  const int64_t p_begin = min(len, int64_t(sp) * chunk), p_end = min(len, int64_t(sp + 1) * chunk);
   const float* kb = kc + int64_t(slots[t]) * slot_stride + g * hd + lane * D;
   const float* vb = vc + int64_t(slots[t]) * slot_stride + g * hd + lane * D;
-  for (int64_t p = p_begin + warp; p < p_end; p += 2 * kWarpsD) {
-    const bool two = p + kWarpsD < p_end;
-    float kr[2][D], vr[2][D];
+  for (int64_t p = p_begin + warp; p < p_end; p += kP * kWarpsD) {
+    float kr[kP][D], vr[kP][D];
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const int64_t pj = j == 0 || two ? p + j * kWarpsD : p;
+    for (int j = 0; j < kP; ++j) {
+      const int64_t pj = p + j * kWarpsD < p_end ? p + j * kWarpsD : p;  // past the end: a valid row, unused
       if constexpr (D == 4) {
         const float4 k4 = __ldg(reinterpret_cast<const float4*>(kb + pj * kv_dim));
         const float4 v4 = __ldg(reinterpret_cast<const float4*>(vb + pj * kv_dim));
@@ -175,9 +183,9 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const float*
         for (int d = 0; d < D; ++d) kr[j][d] = __ldg(kb + pj * kv_dim + d), vr[j][d] = __ldg(vb + pj * kv_dim + d);
       }
     }
-    float sc[2][kMaxGroup];
+    float sc[kP][kMaxGroup];
 #pragma unroll
-    for (int j = 0; j < 2; ++j)
+    for (int j = 0; j < kP; ++j)
 #pragma unroll
       for (int h = 0; h < kMaxGroup; ++h) {
         float x = 0;
@@ -188,12 +196,12 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const float*
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
 #pragma unroll
-      for (int j = 0; j < 2; ++j)
+      for (int j = 0; j < kP; ++j)
 #pragma unroll
         for (int h = 0; h < kMaxGroup; ++h) sc[j][h] += __shfl_xor_sync(0xffffffffu, sc[j][h], o);
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      if (j == 1 && !two) break;
+    for (int j = 0; j < kP; ++j) {
+      if (p + j * kWarpsD >= p_end) break;
 #pragma unroll
       for (int h = 0; h < kMaxGroup; ++h) {
         if (h >= group) break;
@@ -310,15 +318,17 @@ void kv_write(const float* k, const float* v, const int32_t* pos, const int32_t*
               float* vc, int64_t slot_stride, int kv_dim, int /*ctx*/, cudaStream_t s) {
   const int64_t n = T * kv_dim;
   if (n == 0) return;
-  kv_write_kernel<<<unsigned((n + 255) / 256), 256, 0, s>>>(k, v, pos, slots, T, kc, vc, slot_stride, kv_dim);
-  CUDA_LAUNCH_CHECK();
+  launch(kv_write_kernel, dim3(unsigned((n + 255) / 256)), dim3(256), 0, s, k, v, pos, slots, T, kc, vc, slot_stride,
+         kv_dim);
 }
 
 int attention_splits(int64_t T, int n_kv_heads, int ctx, int sm_count) {
+  // About four blocks per multiprocessor: each warp then walks only a few steps of the cache (the
+  // decode kernel is bound by the latency of those steps, not by bandwidth).
   const int64_t blocks = T * n_kv_heads;
-  if (blocks >= 2 * int64_t(sm_count)) return 1;
-  const int64_t want = (2 * int64_t(sm_count) + blocks - 1) / blocks;
-  const int64_t most = std::max<int64_t>(1, (ctx + 63) / 64);  // at least 64 positions per split
+  if (blocks >= 4 * int64_t(sm_count)) return 1;
+  const int64_t want = (4 * int64_t(sm_count) + blocks - 1) / blocks;
+  const int64_t most = std::max<int64_t>(1, (ctx + 31) / 32);  // at least 32 positions per split
   return int(std::clamp<int64_t>(std::min(want, most), 1, 128));
 }
 
@@ -335,15 +345,20 @@ void attention(const float* q, const float* kc, const float* vc, const int32_t* 
   chunk = (chunk + kTile - 1) / kTile * kTile;
   const dim3 grid(unsigned(T * n_kv_heads), unsigned(splits));
   if (T <= kDecodeAttentionTokens && group <= 8 && (head_dim == 64 || head_dim == 128)) {
-    if (head_dim == 64)
-      attention_decode_kernel<2><<<grid, kThreads, 0, s>>>(q, kc, vc, pos, slots, n_heads, n_kv_heads, slot_stride,
-                                                           chunk, splits, scratch.partial_o, scratch.partial_ml,
-                                                           scratch.tickets, out);
-    else
-      attention_decode_kernel<4><<<grid, kThreads, 0, s>>>(q, kc, vc, pos, slots, n_heads, n_kv_heads, slot_stride,
-                                                           chunk, splits, scratch.partial_o, scratch.partial_ml,
-                                                           scratch.tickets, out);
-    CUDA_LAUNCH_CHECK();
+    auto run = [&](auto d, auto gsize) {
+      launch(attention_decode_kernel<decltype(d)::value, decltype(gsize)::value>, grid, dim3(kThreads), 0, s, q, kc, vc,
+             pos, slots, n_heads, n_kv_heads, slot_stride, splits, scratch.partial_o, scratch.partial_ml,
+             scratch.tickets, out);
+    };
+    auto by_group = [&](auto d) {
+      if (group == 1) run(d, std::integral_constant<int, 1>{});
+      else if (group == 2) run(d, std::integral_constant<int, 2>{});
+      else if (group <= 4) run(d, std::integral_constant<int, 4>{});
+      else if (group <= 6) run(d, std::integral_constant<int, 6>{});
+      else run(d, std::integral_constant<int, 8>{});
+    };
+    if (head_dim == 64) by_group(std::integral_constant<int, 2>{});
+    else by_group(std::integral_constant<int, 4>{});
     return;  // the kernel merged its splits itself
   } else {
     const size_t smem =

@@ -8,6 +8,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/kernels/gemv_core.cuh"
+#include "backend/cuda/kernels/launch.cuh"
 
 namespace moeq::cuda {
 namespace {
@@ -24,33 +25,78 @@ struct GemvSet {
   int n = 0;
 };
 
-template <int F, int T, int R>
+// GPL > 0 (one token, packed formats, rows of at most 32 * GPL groups): every group a lane will
+// need is loaded before the first is used, so a warp waits for memory once rather than once per
+// step. GPL 0: any shape, double-buffered steps.
+template <int F, int T, int R, int GPL>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const float* x, bool accumulate) {
   extern __shared__ float xs[];
   __shared__ float cbs[3][16];
+  pdl_launch_dependents();
   const int64_t cols = set.w[0].cols;
-  stage_vectors(xs, x, cols, cols, T);
-  for (int i = 0; i < set.n; ++i) stage_codebook(cbs[i], set.w[i]);
-  __syncthreads();
   const int lane = threadIdx.x % 32;
   const int64_t gr = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * R;
-  if (gr >= set.start[set.n]) return;
-  const int seg = gr >= set.start[1] ? (gr >= set.start[2] ? 2 : 1) : 0;
+  const bool active = gr < set.start[set.n];
+  const int seg = !active ? 0 : gr >= set.start[1] ? (gr >= set.start[2] ? 2 : 1) : 0;
   const DevWeight& w = set.w[seg];
   const int64_t r0 = gr - set.start[seg];
   const int64_t groups = cols / 32;
+  // The first step's weight loads do not depend on the previous kernel: issue them before waiting
+  // for it (rows past the end re-read the last row; their results are dropped).
   float acc[R][T] = {};
-  for (int64_t g = lane; g < groups; g += 32) {
-    // All rows' loads first (rows past the end re-read the last row; their results are dropped).
-    RawGroup raw[R];
+  if constexpr (GPL > 0) {
+    RawGroup all[GPL][R];
 #pragma unroll
-    for (int i = 0; i < R; ++i) raw[i] = load_group<F>(w, min(r0 + i, w.rows - 1), g);
+    for (int j = 0; j < GPL; ++j)
+      if (active && lane + 32 * j < groups) {
+#pragma unroll
+        for (int i = 0; i < R; ++i) all[j][i] = load_group<F>(w, min(r0 + i, w.rows - 1), lane + 32 * j);
+      }
+    for (int i = 0; i < set.n; ++i) stage_codebook(cbs[i], set.w[i]);
+    pdl_wait();
+    stage_vectors(xs, x, cols, cols, T);
+    __syncthreads();
+    if (!active) return;
+#pragma unroll
+    for (int j = 0; j < GPL; ++j)
+      if (lane + 32 * j < groups) {
+        float xv[32];
+        load_x32(xs + (lane + 32 * j) * kPadGroup, xv);
+#pragma unroll
+        for (int i = 0; i < R; ++i)
+          acc[i][0] += group_dot<F>(w, min(r0 + i, w.rows - 1), lane + 32 * j, all[j][i], xv, cbs[seg]);
+      }
+  }
+  RawGroup raw[R];
+  if (GPL == 0 && active && lane < groups) {
+#pragma unroll
+    for (int i = 0; i < R; ++i) raw[i] = load_group<F>(w, min(r0 + i, w.rows - 1), lane);
+  }
+  if (GPL == 0) {
+    for (int i = 0; i < set.n; ++i) stage_codebook(cbs[i], set.w[i]);
+    pdl_wait();
+    stage_vectors(xs, x, cols, cols, T);
+    __syncthreads();
+    if (!active) return;
+  }
+  for (int64_t g = lane; GPL == 0 && g < groups; g += 32) {
+    // Double buffering: the next step's loads are in flight while this step computes.
+    const bool more = g + 32 < groups;
+    RawGroup next[R];
+    if (more) {
+#pragma unroll
+      for (int i = 0; i < R; ++i) next[i] = load_group<F>(w, min(r0 + i, w.rows - 1), g + 32);
+    }
 #pragma unroll
     for (int t = 0; t < T; ++t) {
       float xv[32];
       load_x32(xs + t * staged_floats(cols) + g * kPadGroup, xv);
 #pragma unroll
       for (int i = 0; i < R; ++i) acc[i][t] += group_dot<F>(w, min(r0 + i, w.rows - 1), g, raw[i], xv, cbs[seg]);
+    }
+    if (more) {
+#pragma unroll
+      for (int i = 0; i < R; ++i) raw[i] = next[i];
     }
   }
 #pragma unroll
@@ -65,14 +111,13 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const fl
     }
 }
 
-template <int F, int T, int R>
+template <int F, int T, int R, int GPL = 0>
 void launch_one(const GemvSet& set, const float* x, bool acc, cudaStream_t s) {
   const size_t smem = sizeof(float) * size_t(staged_floats(set.w[0].cols)) * T;
-  auto* k = gemv_kernel<F, T, R>;
+  auto* k = gemv_kernel<F, T, R, GPL>;
   if (smem > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   const int64_t rows = set.start[set.n];
-  k<<<unsigned((rows + kWarps * R - 1) / (kWarps * R)), kWarps * 32, smem, s>>>(set, x, acc);
-  CUDA_LAUNCH_CHECK();
+  launch(k, dim3(unsigned((rows + kWarps * R - 1) / (kWarps * R))), dim3(kWarps * 32), smem, s, set, x, acc);
 }
 
 int sm_count() {
@@ -94,9 +139,24 @@ void pass(GemvSet set, const float* x, bool acc, cudaStream_t s) {
   int R = 4;
   while (R > 1 && total / (kWarps * R) < 3 * sm_count()) R /= 2;
   if (T >= 4) R = 1;  // registers: four tokens' accumulators already
+  // One token, a packed format, and at most six steps per lane in registers: load them all at once.
+  const int64_t per_lane = (set.w[0].cols / 32 + 31) / 32;
+  const int code = fmt_code(set.w[0]);
+  const bool packed = code >= kQ8 && code <= kL4;
+  int gpl = 0;
+  if (T == 1 && packed) {
+    if (per_lane <= 3) gpl = 3;
+    else if (per_lane <= 6) gpl = 6;
+    while (gpl > 0 && R * gpl > 6 && R > 1) R /= 2;  // registers: at most six groups in flight per lane
+  }
   for (int i = 0; i < set.n; ++i) set.start[i + 1] = set.start[i] + (set.w[i].rows + R - 1) / R * R;
   dispatch_format(set.w[0], [&](auto f) {
     constexpr int F = decltype(f)::value;
+    if constexpr (T == 1 && F >= kQ8) {
+      if (gpl == 3 && R == 2) return launch_one<F, 1, 2, 3>(set, x, acc, s);
+      if (gpl == 3 && R == 1) return launch_one<F, 1, 1, 3>(set, x, acc, s);
+      if (gpl == 6) return launch_one<F, 1, 1, 6>(set, x, acc, s);
+    }
     if (R == 4) launch_one<F, T, 4>(set, x, acc, s);
     else if (R == 2) launch_one<F, T, 2>(set, x, acc, s);
     else launch_one<F, T, 1>(set, x, acc, s);

@@ -7,6 +7,7 @@
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/kernels/gemm_pipe.cuh"
 #include "backend/cuda/kernels/gemv_core.cuh"
+#include "backend/cuda/kernels/launch.cuh"
 
 namespace moeq::cuda {
 namespace {
@@ -16,31 +17,88 @@ constexpr int kW13Rows = 2, kW2Rows = 4;  // rows per warp: independent loads in
 
 __device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
 
-// ---- decode -----------------------------------------------------------------------------------
-// grid (inter / 8, pairs): a[pair][r] = silu(W1_e[r] . x_t) * (W3_e[r] . x_t); a warp per row,
-// the w1 and w3 loads of a step in flight together, x_t staged in shared memory.
-template <int F>
+// ---- decode ----------------------------------------------------------------------------------
+// grid (inter / 16, pairs): a[pair][r] = silu(W1_e[r] . x_t) * (W3_e[r] . x_t); a warp per two
+// rows. The expert comes from the router (the previous kernel), so the weight loads wait for it;
+// they are then issued before x_t is staged in shared memory, and each step's loads overlap the
+// previous step's arithmetic (double buffering).
+//
+// GPL > 0 (packed formats of up to 4 bits, rows of at most 32 * GPL groups): every group a lane
+// will need is loaded at once, so a warp waits for memory once instead of once per step. GPL 0:
+// any width, double-buffered steps.
+template <int F, int GPL>
 __global__ void __launch_bounds__(kWarps * 32) w13_decode_kernel(MoeWeights m, const float* x, const int32_t* ids,
                                                                  int K, float* a) {
   extern __shared__ float xs[];
   __shared__ float cb1[16], cb3[16];
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t pair = blockIdx.y;
   const int e = ids[pair];
   const DevWeight w1 = expert_view(m.w1, e), w3 = expert_view(m.w3, e);
+  const int lane = threadIdx.x % 32;
+  const int64_t r0 = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * kW13Rows;
+  const int64_t groups = m.hidden / 32;
+  if constexpr (GPL > 0) {
+    RawGroup r1[GPL][kW13Rows], r3[GPL][kW13Rows];
+#pragma unroll
+    for (int j = 0; j < GPL; ++j)
+      if (lane + 32 * j < groups) {
+#pragma unroll
+        for (int i = 0; i < kW13Rows; ++i) {
+          const int64_t r = min(r0 + i, m.inter - 1);
+          r1[j][i] = load_group<F>(w1, r, lane + 32 * j);
+          r3[j][i] = load_group<F>(w3, r, lane + 32 * j);
+        }
+      }
+    stage_vectors(xs, x + (pair / K) * m.hidden, m.hidden, m.hidden, 1);
+    stage_codebook(cb1, w1);
+    stage_codebook(cb3, w3);
+    __syncthreads();
+    float g[kW13Rows] = {}, u[kW13Rows] = {};
+#pragma unroll
+    for (int j = 0; j < GPL; ++j)
+      if (lane + 32 * j < groups) {
+        float xv[32];
+        load_x32(xs + (lane + 32 * j) * kPadGroup, xv);
+#pragma unroll
+        for (int i = 0; i < kW13Rows; ++i) {
+          const int64_t r = min(r0 + i, m.inter - 1);
+          g[i] += group_dot<F>(w1, r, lane + 32 * j, r1[j][i], xv, cb1);
+          u[i] += group_dot<F>(w3, r, lane + 32 * j, r3[j][i], xv, cb3);
+        }
+      }
+#pragma unroll
+    for (int i = 0; i < kW13Rows; ++i) {
+      const float gs = warp_sum(g[i]), us = warp_sum(u[i]);
+      if (lane == 0 && r0 + i < m.inter) a[pair * m.inter + r0 + i] = silu(gs) * us;
+    }
+    return;
+  }
+  RawGroup r1[kW13Rows], r3[kW13Rows];
+  if (lane < groups) {
+#pragma unroll
+    for (int i = 0; i < kW13Rows; ++i) {
+      const int64_t r = min(r0 + i, m.inter - 1);
+      r1[i] = load_group<F>(w1, r, lane);
+      r3[i] = load_group<F>(w3, r, lane);
+    }
+  }
   stage_vectors(xs, x + (pair / K) * m.hidden, m.hidden, m.hidden, 1);
   stage_codebook(cb1, w1);
   stage_codebook(cb3, w3);
   __syncthreads();
-  const int lane = threadIdx.x % 32;
-  const int64_t r0 = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * kW13Rows;
   float g[kW13Rows] = {}, u[kW13Rows] = {};
-  for (int64_t grp = lane; grp < m.hidden / 32; grp += 32) {
-    RawGroup r1[kW13Rows], r3[kW13Rows];
+  for (int64_t grp = lane; grp < groups; grp += 32) {
+    const bool more = grp + 32 < groups;
+    RawGroup n1[kW13Rows], n3[kW13Rows];
+    if (more) {
 #pragma unroll
-    for (int i = 0; i < kW13Rows; ++i) {
-      const int64_t r = min(r0 + i, m.inter - 1);
-      r1[i] = load_group<F>(w1, r, grp);
-      r3[i] = load_group<F>(w3, r, grp);
+      for (int i = 0; i < kW13Rows; ++i) {
+        const int64_t r = min(r0 + i, m.inter - 1);
+        n1[i] = load_group<F>(w1, r, grp + 32);
+        n3[i] = load_group<F>(w3, r, grp + 32);
+      }
     }
     float xv[32];
     load_x32(xs + grp * kPadGroup, xv);
@@ -50,6 +108,10 @@ __global__ void __launch_bounds__(kWarps * 32) w13_decode_kernel(MoeWeights m, c
       g[i] += group_dot<F>(w1, r, grp, r1[i], xv, cb1);
       u[i] += group_dot<F>(w3, r, grp, r3[i], xv, cb3);
     }
+    if (more) {
+#pragma unroll
+      for (int i = 0; i < kW13Rows; ++i) r1[i] = n1[i], r3[i] = n3[i];
+    }
   }
 #pragma unroll
   for (int i = 0; i < kW13Rows; ++i) {
@@ -58,33 +120,96 @@ __global__ void __launch_bounds__(kWarps * 32) w13_decode_kernel(MoeWeights m, c
   }
 }
 
-// grid (hidden / 16, pairs): y[pair][r] = W2_e[r] . a[pair]; two rows per warp.
-template <int F>
+// grid (hidden / 32, pairs): y[pair][r] = W2_e[r] . a[pair], four rows per warp. The weighted sum
+// over a token's K experts is fused: the last of the K blocks of a row range to finish (an atomic
+// ticket per token and row range) adds the K rows in order of k, so the result does not depend on
+// which block finished last, and no separate reduction launch is needed.
+template <int F, int GPL>
 __global__ void __launch_bounds__(kWarps * 32) w2_decode_kernel(MoeWeights m, const float* a, const int32_t* ids,
-                                                                float* y) {
+                                                                const float* wts, int K, float* y, int32_t* tickets,
+                                                                float* out, bool accumulate) {
   extern __shared__ float as[];
   __shared__ float cb2[16];
+  __shared__ int s_last;
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t pair = blockIdx.y;
   const DevWeight w2 = expert_view(m.w2, ids[pair]);
-  stage_vectors(as, a + pair * m.inter, m.inter, m.inter, 1);
-  stage_codebook(cb2, w2);
-  __syncthreads();
   const int lane = threadIdx.x % 32;
   const int64_t r0 = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * kW2Rows;
+  const int64_t groups = m.inter / 32;
   float acc[kW2Rows] = {};
-  for (int64_t grp = lane; grp < m.inter / 32; grp += 32) {
-    RawGroup raw[kW2Rows];
+  if constexpr (GPL > 0) {  // all of a lane's groups loaded at once (see w13_decode_kernel)
+    RawGroup raw[GPL][kW2Rows];
 #pragma unroll
-    for (int i = 0; i < kW2Rows; ++i) raw[i] = load_group<F>(w2, min(r0 + i, m.hidden - 1), grp);
+    for (int j = 0; j < GPL; ++j)
+      if (lane + 32 * j < groups) {
+#pragma unroll
+        for (int i = 0; i < kW2Rows; ++i) raw[j][i] = load_group<F>(w2, min(r0 + i, m.hidden - 1), lane + 32 * j);
+      }
+    stage_vectors(as, a + pair * m.inter, m.inter, m.inter, 1);
+    stage_codebook(cb2, w2);
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < GPL; ++j)
+      if (lane + 32 * j < groups) {
+        float xv[32];
+        load_x32(as + (lane + 32 * j) * kPadGroup, xv);
+#pragma unroll
+        for (int i = 0; i < kW2Rows; ++i)
+          acc[i] += group_dot<F>(w2, min(r0 + i, m.hidden - 1), lane + 32 * j, raw[j][i], xv, cb2);
+      }
+  }
+  RawGroup raw[kW2Rows];
+  if (GPL == 0 && lane < groups) {
+#pragma unroll
+    for (int i = 0; i < kW2Rows; ++i) raw[i] = load_group<F>(w2, min(r0 + i, m.hidden - 1), lane);
+  }
+  if (GPL == 0) {
+    stage_vectors(as, a + pair * m.inter, m.inter, m.inter, 1);
+    stage_codebook(cb2, w2);
+    __syncthreads();
+  }
+  for (int64_t grp = lane; GPL == 0 && grp < groups; grp += 32) {
+    const bool more = grp + 32 < groups;
+    RawGroup next[kW2Rows];
+    if (more) {
+#pragma unroll
+      for (int i = 0; i < kW2Rows; ++i) next[i] = load_group<F>(w2, min(r0 + i, m.hidden - 1), grp + 32);
+    }
     float xv[32];
     load_x32(as + grp * kPadGroup, xv);
 #pragma unroll
     for (int i = 0; i < kW2Rows; ++i) acc[i] += group_dot<F>(w2, min(r0 + i, m.hidden - 1), grp, raw[i], xv, cb2);
+    if (more) {
+#pragma unroll
+      for (int i = 0; i < kW2Rows; ++i) raw[i] = next[i];
+    }
   }
 #pragma unroll
   for (int i = 0; i < kW2Rows; ++i) {
     const float sum = warp_sum(acc[i]);
     if (lane == 0 && r0 + i < m.hidden) y[pair * m.hidden + r0 + i] = sum;
+  }
+  // The last block of this token's K for this row range sums them.
+  __threadfence();
+  __syncthreads();
+  const int64_t t = pair / K;
+  int32_t* ticket = tickets + t * gridDim.x + blockIdx.x;
+  if (threadIdx.x == 0) {
+    const int32_t n = atomicAdd(ticket, 1);
+    s_last = n == K - 1;
+    if (s_last) *ticket = 0;  // ready for the next launch (graph replays too)
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  const int64_t rows0 = int64_t(blockIdx.x) * kWarps * kW2Rows;
+  for (int64_t r = rows0 + threadIdx.x; r < min(rows0 + kWarps * kW2Rows, m.hidden); r += blockDim.x) {
+    float s = 0;
+    for (int k = 0; k < K; ++k) s += wts[t * K + k] * __ldcg(y + (t * K + k) * m.hidden + r);
+    float* o = out + t * m.hidden + r;
+    *o = accumulate ? *o + s : s;
   }
 }
 
@@ -198,24 +323,38 @@ __global__ void reduce_kernel(const float* y, const float* wts, int64_t T, int K
 }  // namespace
 
 void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t T, int K,
-                float* a_scratch, float* y_scratch, float* out, bool accumulate, cudaStream_t s) {
+                float* a_scratch, float* y_scratch, int32_t* tickets, float* out, bool accumulate, cudaStream_t s) {
   if (T == 0) return;
   const int64_t pairs = T * K;
+  // Groups per lane for the load-everything-at-once kernels (0: the stepping ones).
+  auto gpl = [](const DevWeight& w, int64_t cols) -> int {
+    const int code = fmt_code(w);
+    const int64_t per_lane = (cols / 32 + 31) / 32;
+    return code >= kINT2 && code <= kL4 && per_lane <= 3 ? int(per_lane) : 0;
+  };
+  auto with_gpl = [](int n, auto&& fn) {
+    if (n == 1) fn(std::integral_constant<int, 1>{});
+    else if (n == 2) fn(std::integral_constant<int, 2>{});
+    else if (n == 3) fn(std::integral_constant<int, 3>{});
+    else fn(std::integral_constant<int, 0>{});
+  };
   dispatch_format(m.w1, [&](auto f) {
-    w13_decode_kernel<decltype(f)::value>
-        <<<dim3(unsigned((m.inter + kWarps * kW13Rows - 1) / (kWarps * kW13Rows)), unsigned(pairs)), kWarps * 32,
-           sizeof(float) * size_t(staged_floats(m.hidden)), s>>>(m, x, ids, K, a_scratch);
+    with_gpl(gpl(m.w1, m.hidden), [&](auto n) {
+    launch(w13_decode_kernel<decltype(f)::value, decltype(n)::value>,
+           dim3(unsigned((m.inter + kWarps * kW13Rows - 1) / (kWarps * kW13Rows)), unsigned(pairs)), dim3(kWarps * 32),
+           sizeof(float) * size_t(staged_floats(m.hidden)), s, m, x, ids, K, a_scratch);
+    });
   });
-  CUDA_LAUNCH_CHECK();
   dispatch_format(m.w2, [&](auto f) {
-    w2_decode_kernel<decltype(f)::value>
-        <<<dim3(unsigned((m.hidden + kWarps * kW2Rows - 1) / (kWarps * kW2Rows)), unsigned(pairs)), kWarps * 32,
-           sizeof(float) * size_t(staged_floats(m.inter)), s>>>(m, a_scratch, ids, y_scratch);
+    with_gpl(gpl(m.w2, m.inter), [&](auto n) {
+    launch(w2_decode_kernel<decltype(f)::value, decltype(n)::value>, dim3(unsigned(moe_decode_row_blocks(m.hidden)), unsigned(pairs)),
+           dim3(kWarps * 32), sizeof(float) * size_t(staged_floats(m.inter)), s, m, static_cast<const float*>(a_scratch),
+           ids, wts, K, y_scratch, tickets, out, accumulate);
+    });
   });
-  CUDA_LAUNCH_CHECK();
-  reduce_kernel<<<unsigned((T * m.hidden + 255) / 256), 256, 0, s>>>(y_scratch, wts, T, K, m.hidden, out, accumulate);
-  CUDA_LAUNCH_CHECK();
 }
+
+int64_t moe_decode_row_blocks(int64_t hidden) { return (hidden + kWarps * kW2Rows - 1) / (kWarps * kW2Rows); }
 
 int64_t moe_max_tiles(int64_t pairs, int experts) { return (pairs + kPM - 1) / kPM + experts; }
 

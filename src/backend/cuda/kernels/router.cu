@@ -1,50 +1,57 @@
 // MiniMax router on device: sigmoid scores, top-k of (score + correction bias) chosen by repeated
 // warp arg-max (ties to the lower expert, as the CPU backend), weights = chosen scores renormalised.
+// One warp per token, everything in registers.
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kernels/launch.cuh"
 
 namespace moeq::cuda {
 namespace {
 
-constexpr int kMaxExperts = 1024;
+constexpr int kMaxExperts = 1024, kMaxTopK = 32;
 
-__global__ void router_kernel(const float* logits, const float* bias, int E, int K, int32_t* ids, float* weights) {
-  __shared__ float score[kMaxExperts], choice[kMaxExperts];
-  __shared__ int chosen[64];
-  const int64_t t = blockIdx.x;
-  for (int e = threadIdx.x; e < E; e += blockDim.x) {
-    const float s = 1.0f / (1.0f + expf(-logits[t * E + e]));
-    score[e] = s;
-    choice[e] = s + bias[e];
+// A warp per token, V = experts / 32 (rounded up) values per lane in registers: K rounds of warp
+// arg-max (ties to the lower expert, as the CPU backend), the winner's lane retiring its value.
+// Lane k keeps the k-th choice; the weights are renormalised over the choices in order.
+template <int V>
+__global__ void router_kernel(const float* logits, const float* bias, int64_t T, int E, int K, int32_t* ids,
+                              float* weights) {
+  pdl_launch_dependents();
+  pdl_wait();
+  const int64_t t = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (t >= T) return;
+  const int lane = threadIdx.x % 32;
+  float score[V], choice[V];
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    const int e = v * 32 + lane;
+    score[v] = e < E ? 1.0f / (1.0f + expf(-logits[t * E + e])) : 0.0f;
+    choice[v] = e < E ? score[v] + bias[e] : -INFINITY;
   }
-  __syncthreads();
-  // One warp selects: K rounds of arg-max over the remaining experts.
-  if (threadIdx.x < 32) {
-    const int lane = threadIdx.x;
-    for (int k = 0; k < K; ++k) {
-      float best = -INFINITY;
-      int bi = E;
-      for (int e = lane; e < E; e += 32)
-        if (choice[e] > best || (choice[e] == best && e < bi)) best = choice[e], bi = e;
-      for (int o = 16; o > 0; o >>= 1) {
-        const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
-      }
-      if (lane == 0) {
-        chosen[k] = bi;
-        choice[bi] = -INFINITY;
-      }
-      __syncwarp();
+  int32_t my_id = 0;
+  float my_score = 0, sum = 0;
+  for (int k = 0; k < K; ++k) {
+    float best = -INFINITY, best_s = 0;
+    int bi = 1 << 30;
+#pragma unroll
+    for (int v = 0; v < V; ++v)  // ascending expert order: strict > keeps the lower on a tie
+      if (choice[v] > best) best = choice[v], best_s = score[v], bi = v * 32 + lane;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+      const float os = __shfl_xor_sync(0xffffffffu, best_s, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (ob > best || (ob == best && oi < bi)) best = ob, best_s = os, bi = oi;
     }
-    if (lane == 0) {
-      float sum = 0;
-      for (int k = 0; k < K; ++k) sum += score[chosen[k]];
-      for (int k = 0; k < K; ++k) {
-        ids[t * K + k] = chosen[k];
-        weights[t * K + k] = score[chosen[k]] / sum;
-      }
-    }
+#pragma unroll
+    for (int v = 0; v < V; ++v)
+      if (v * 32 + lane == bi) choice[v] = -INFINITY;
+    if (lane == k) my_id = bi, my_score = best_s;
+    sum += best_s;
+  }
+  if (lane < K) {
+    ids[t * K + lane] = my_id;
+    weights[t * K + lane] = my_score / sum;
   }
 }
 
@@ -53,9 +60,16 @@ __global__ void router_kernel(const float* logits, const float* bias, int E, int
 void router_topk(const float* logits, const float* bias, int64_t T, int E, int K, int32_t* ids, float* weights,
                  cudaStream_t s) {
   if (T == 0) return;
-  if (E > kMaxExperts || K > 64) fail_cuda(cudaErrorInvalidValue, "router: too many experts", __FILE__, __LINE__);
-  router_kernel<<<unsigned(T), 128, 0, s>>>(logits, bias, E, K, ids, weights);
-  CUDA_LAUNCH_CHECK();
+  if (E > kMaxExperts || K > kMaxTopK || K > E)
+    fail_cuda(cudaErrorInvalidValue, "router: too many experts or choices", __FILE__, __LINE__);
+  const dim3 grid(unsigned((T + 3) / 4)), block(128);
+  const int V = (E + 31) / 32;
+  if (V <= 1) launch(router_kernel<1>, grid, block, 0, s, logits, bias, T, E, K, ids, weights);
+  else if (V <= 2) launch(router_kernel<2>, grid, block, 0, s, logits, bias, T, E, K, ids, weights);
+  else if (V <= 4) launch(router_kernel<4>, grid, block, 0, s, logits, bias, T, E, K, ids, weights);
+  else if (V <= 8) launch(router_kernel<8>, grid, block, 0, s, logits, bias, T, E, K, ids, weights);
+  else if (V <= 16) launch(router_kernel<16>, grid, block, 0, s, logits, bias, T, E, K, ids, weights);
+  else launch(router_kernel<32>, grid, block, 0, s, logits, bias, T, E, K, ids, weights);
 }
 
 }  // namespace moeq::cuda

@@ -45,40 +45,12 @@ __global__ void fill_kernel(void* p, int64_t n, int kind, int dtype, float scale
   else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
 }
 
-__global__ void argmax_kernel(const float* logits, int64_t V, int32_t* ids) {
-  const float* l = logits + blockIdx.x * V;
-  float best = -INFINITY;
-  int32_t bi = int32_t(V);
-  for (int64_t i = threadIdx.x; i < V; i += blockDim.x)
-    if (l[i] > best || (l[i] == best && i < bi)) best = l[i], bi = int32_t(i);
-  __shared__ float sb[32];
-  __shared__ int32_t si[32];
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
-  }
-  if (threadIdx.x % 32 == 0) sb[threadIdx.x / 32] = best, si[threadIdx.x / 32] = bi;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int w = 1; w < int(blockDim.x / 32); ++w)
-      if (sb[w] > best || (sb[w] == best && si[w] < bi)) best = sb[w], bi = si[w];
-    ids[blockIdx.x] = bi;
-  }
-}
-
 }  // namespace
 
 void fill_synthetic(void* p, int64_t n, int kind, int dtype, float scale, uint64_t seed, int64_t codebook_n,
                     cudaStream_t s) {
   if (n == 0) return;
   fill_kernel<<<unsigned((n + 255) / 256), 256, 0, s>>>(p, n, kind, dtype, scale, seed, codebook_n);
-  CUDA_LAUNCH_CHECK();
-}
-
-void argmax(const float* logits, int64_t T, int64_t V, int32_t* ids, cudaStream_t s) {
-  if (T == 0) return;
-  argmax_kernel<<<unsigned(T), 512, 0, s>>>(logits, V, ids);
   CUDA_LAUNCH_CHECK();
 }
 
