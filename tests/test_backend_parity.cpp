@@ -6,6 +6,7 @@
 //   f32 paths (decode products with <= 16 tokens, norms, RoPE, attention, router): 1e-5
 //     (summation order only; fewer ulps are not promised by either side)
 //   tensor-core paths (> 16 tokens: products on f16-rounded operands, f32 accumulation): 1e-2
+//   the MoE block switches to its tensor-core (grouped) path above 4 tokens
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -25,7 +26,7 @@ using namespace moeq;
 namespace {
 
 constexpr double kF32Tol = 1e-5, kTensorCoreTol = 1e-2;
-constexpr int64_t kDecodeTokens = 16;
+constexpr int64_t kDecodeTokens = 16, kMoeDecodeTokens = 4;
 
 class Parity : public ::testing::Test {
  protected:
@@ -264,7 +265,7 @@ TEST_F(Parity, MoeExpertsDecodeAndPrefill) {
     }
     auto ec = cpu.upload_experts(w1, w2, w3);
     auto eg = gpu->upload_experts(w1, w2, w3);
-    for (int64_t T : {1, 5, 16, 17, 200}) {
+    for (int64_t T : {1, 4, 5, 16, 17, 200}) {
       std::vector<int32_t> ids(static_cast<size_t>(T * cs.K));
       std::vector<float> wt(static_cast<size_t>(T * cs.K));
       std::uniform_int_distribution<int32_t> pick(0, int32_t(cs.E - 1));
@@ -287,7 +288,7 @@ TEST_F(Parity, MoeExpertsDecodeAndPrefill) {
       auto o = poisoned({T, cs.H});
       cpu.moe_experts(x.first, i.first, w.first, *ec, o.first);
       gpu->moe_experts(x.second, i.second, w.second, *eg, o.second);
-      const double tol = T <= kDecodeTokens ? kF32Tol : kTensorCoreTol;
+      const double tol = T <= kMoeDecodeTokens ? kF32Tol : kTensorCoreTol;
       EXPECT_LT(compare(o.first, o.second), tol) << cs.f13 << "/" << cs.f2 << " H=" << cs.H << " T=" << T;
     }
   }
@@ -315,8 +316,8 @@ TEST_F(Parity, TinyModelLogitsAndGreedy) {
   const auto golden = io::SafetensorsFile::open(test::tiny_model_dir() / "golden.safetensors");
   const HostArray ids = golden.get("input_ids");
   const int64_t T = ids.shape[1];
-  // Prefill path (48 tokens: tensor cores) and decode path (chunks of 16: f32) both.
-  for (int64_t chunk : {T, int64_t(16)}) {
+  // Prefill path (48 tokens: tensor cores) and decode path (chunks of 4: f32 throughout) both.
+  for (int64_t chunk : {T, kMoeDecodeTokens}) {
     KVCache kc = mc->make_cache(1, int(T)), kg = mg->make_cache(1, int(T));
     std::vector<float> lc, lg;
     for (int64_t p0 = 0; p0 < T; p0 += chunk) {
@@ -332,7 +333,7 @@ TEST_F(Parity, TinyModelLogitsAndGreedy) {
     }
     const double err = test::rel_err(lg.data(), lc.data(), lc.size());
     std::printf("tiny-m2 logits, prefill chunks of %lld: relative error %.3g\n", (long long)chunk, err);
-    EXPECT_LT(err, chunk <= kDecodeTokens ? 1e-5 : kTensorCoreTol);
+    EXPECT_LT(err, chunk <= kMoeDecodeTokens ? 1e-5 : kTensorCoreTol);
   }
   // Greedy: prompt of 32 tokens, 32 new tokens, on both backends; must be identical.
   const HostArray prompt = golden.get("greedy_prompt"), expect = golden.get("greedy_output");

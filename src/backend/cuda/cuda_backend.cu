@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <tuple>
@@ -30,6 +32,21 @@ using cuda::Fmt;
 // Token counts up to this use the decode kernels (weights read once per 8 tokens); above, the
 // tensor-core products.
 constexpr int64_t kDecodeTokens = 16;
+// Above this many tokens the MoE block takes the grouped tensor-core path (each chosen expert read
+// once for all its tokens, f16 operands) instead of the per-(token, choice) f32 decode kernels.
+// Measured on an H100 (docs/PERF.md): the decode kernels win at 1 and 4 sequences, the grouped
+// path at 8 and 16. MOEQ_MOE_DECODE_TOKENS overrides it (0 to kDecodeTokens).
+constexpr int64_t kMoeDecodeTokens = 4;
+int64_t moe_decode_tokens() {
+  static const int64_t n = [] {
+    const char* env = std::getenv("MOEQ_MOE_DECODE_TOKENS");
+    if (!env || !*env) return kMoeDecodeTokens;
+    char* end = nullptr;
+    const long v = std::strtol(env, &end, 10);
+    return *end == 0 && v >= 0 ? std::min<int64_t>(v, kDecodeTokens) : kMoeDecodeTokens;
+  }();
+  return n;
+}
 
 std::shared_ptr<void> device_alloc(size_t bytes) {
   void* p = nullptr;
@@ -346,14 +363,14 @@ class CudaBackend final : public Backend {
 
   void moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
                    const Tensor& out) override {
-    const OpTimer timer(profiling_, events_, x.rows() <= kDecodeTokens ? "moe experts (decode)" : "moe experts (grouped)",
+    const OpTimer timer(profiling_, events_, x.rows() <= moe_decode_tokens() ? "moe experts (decode)" : "moe experts (grouped)",
                         stream_);
     run_moe(x, ids, weights, experts, out, false);
   }
 
   void moe_experts_add(const Tensor& x, const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
                        const Tensor& out, const Tensor& /*tmp*/) override {
-    const OpTimer timer(profiling_, events_, x.rows() <= kDecodeTokens ? "moe experts (decode)" : "moe experts (grouped)",
+    const OpTimer timer(profiling_, events_, x.rows() <= moe_decode_tokens() ? "moe experts (decode)" : "moe experts (grouped)",
                         stream_);
     run_moe(x, ids, weights, experts, out, true);
   }
@@ -495,7 +512,7 @@ class CudaBackend final : public Backend {
     check(x, T, ex.hidden, "moe input");
     check(out, T, ex.hidden, "moe output");
     check(weights, T, K, "moe weights");
-    if (T <= kDecodeTokens) {
+    if (T <= moe_decode_tokens()) {
       float* a = scratch_f32("moe_a", T * K * ex.inter);
       float* y = scratch_f32("moe_y", T * K * ex.hidden);
       int32_t* tickets = scratch_zeroed_i32("moe_tickets", T * cuda::moe_decode_row_blocks(ex.hidden));
