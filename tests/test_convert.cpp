@@ -77,6 +77,9 @@ TEST(Convert, RefusesBadInputBeforeAnyWork) {
   expect_refused(test::run_cli(with({"--recipe", (tmp / "partial.json").string()})), "assigns no format", out);
   std::ofstream(tmp / "badfmt.json") << R"({"rules": [{"match": ".*", "format": "int5_g32"}]})";
   expect_refused(test::run_cli(with({"--recipe", (tmp / "badfmt.json").string()})), "unknown format 'int5_g32'", out);
+  std::ofstream(tmp / "awq_rtn.json") << R"({"rules": [{"match": ".*", "format": "int4_g32", "awq": true, "rtn": true}]})";
+  expect_refused(test::run_cli(with({"--recipe", (tmp / "awq_rtn.json").string()})), "'awq' and 'rtn' exclude each other",
+                 out);
   std::ofstream(tmp / "notjson.json") << "{rules: ";
   expect_refused(test::run_cli(with({"--recipe", (tmp / "notjson.json").string()})), "notjson.json", out);
   expect_refused(test::run_cli(convert_args(out, {"--preset", "mq4", "--calib", (tmp / "missing.txt").string()})),

@@ -125,7 +125,7 @@ nlohmann::json quantize_layer(const ModelConfig& c, int l, const HostLayer& orig
       const std::string& fmt = at(j.name).format;
       // The original bytes pass through when nothing changed them and the format is theirs.
       if (fmt == j.orig->format && !changed.count(j.name)) done[size_t(i)] = *j.orig;
-      else done[size_t(i)] = quantize_module(fmt, *j.w, j.importance);
+      else done[size_t(i)] = quantize_module(fmt, *j.w, at(j.name).rtn ? std::vector<float>{} : j.importance);
     }
   });
   nlohmann::json modules = nlohmann::json::object();

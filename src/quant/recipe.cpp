@@ -16,12 +16,16 @@ const char* kAttention = R"(self_attn\.[qkvo]_proj$)";
 const char* kRouter = R"(block_sparse_moe\.gate$)";
 const char* kEmbedHead = R"(^(model\.embed_tokens|lm_head)$)";
 
-nlohmann::json rule(const char* match, const char* format, bool awq = false) {
-  return {{"match", match}, {"format", format}, {"awq", awq}};
+nlohmann::json rule(const char* match, const char* format, bool awq = false, bool rtn = false) {
+  nlohmann::json j = {{"match", match}, {"format", format}, {"awq", awq}};
+  if (rtn) j["rtn"] = true;
+  return j;
 }
 
 // The seeds' tiers. awq-w4g32/rtn-w4g32: the llm-compressor W4A16 group-32 expert recipe with the
-// original fp8 attention kept. mq*: hipfire's tiers, attention/router/embed/lm_head at q8_g32 and
+// original fp8 attention kept; awq is AWQ as published (input scales searched and folded, then
+// group scales chosen against the calibration-weighted error: AWQ's clipping search), rtn the
+// plain round-to-nearest baseline the AWQ paper compares with (absmax group scales). mq*: hipfire's tiers, attention/router/embed/lm_head at q8_g32 and
 // AWQ on gate/up: mq4 and mq3 are uniform 4- and 3-bit experts; the "-lloyd" tiers put gate/up on
 // a Lloyd codebook and promote the down projection to 4 bits; mq2 is Lloyd 2-bit gate/up with a
 // Lloyd 3-bit down projection.
@@ -36,7 +40,8 @@ nlohmann::json preset_json(std::string_view name) {
     const bool awq = name == "awq-w4g32";
     return {{"name", std::string(name)},
             {"rules",
-             {rule(kExperts13, "int4_g32", awq), rule(kExperts2, "int4_g32", awq), rule(kAttention, "fp8_b128"),
+             {rule(kExperts13, "int4_g32", awq, !awq), rule(kExperts2, "int4_g32", awq, !awq),
+              rule(kAttention, "fp8_b128"),
               rule(kRouter, "bf16"), rule(kEmbedHead, "bf16")}}};
   }
   if (name == "mq4") return mq("int4_g32", "int4_g32");
@@ -98,6 +103,11 @@ Recipe Recipe::from_json(const nlohmann::json& j, const std::string& origin) {
       if (!e["awq"].is_boolean()) fail("{}: 'awq' must be true or false", where);
       rr.awq = e["awq"].get<bool>();
     }
+    if (e.contains("rtn")) {
+      if (!e["rtn"].is_boolean()) fail("{}: 'rtn' must be true or false", where);
+      rr.rtn = e["rtn"].get<bool>();
+    }
+    if (rr.awq && rr.rtn) fail("{}: 'awq' and 'rtn' exclude each other", where);
     try {
       rr.re = std::make_shared<const Regex>(rr.match);
     } catch (const Error& err) {
@@ -116,7 +126,11 @@ Recipe Recipe::from_json(const nlohmann::json& j, const std::string& origin) {
 
 nlohmann::json Recipe::to_json() const {
   nlohmann::json rules = nlohmann::json::array();
-  for (const auto& r : this->rules) rules.push_back({{"match", r.match}, {"format", r.format}, {"awq", r.awq}});
+  for (const auto& r : this->rules) {
+    nlohmann::json j = {{"match", r.match}, {"format", r.format}, {"awq", r.awq}};
+    if (r.rtn) j["rtn"] = true;
+    rules.push_back(std::move(j));
+  }
   return {{"name", name}, {"rules", rules}, {"awq_grid", awq_grid}};
 }
 
@@ -137,7 +151,7 @@ std::map<std::string, ModuleAssignment> Recipe::resolve(const std::vector<Linear
     const int64_t g = format_group(hit->format);
     if (g > 0 && m.cols % g != 0)
       misfit.push_back(fmt::format("{} ({} inputs, not a multiple of {} for {})", m.name, m.cols, g, hit->format));
-    out[m.name] = {hit->format, hit->awq};
+    out[m.name] = {hit->format, hit->awq, hit->rtn};
   }
   auto some = [](const std::vector<std::string>& v) {
     std::vector<std::string> head(v.begin(), v.begin() + std::min<size_t>(v.size(), 5));

@@ -19,12 +19,15 @@ struct RecipeRule {
   std::string match;   // PCRE2 regular expression, searched in the module name
   std::string format;  // a format tag (quant/formats)
   bool awq = false;    // the module takes part in AWQ (its input scale is searched and folded)
+  bool rtn = false;    // plain round to nearest: absmax group scales, no calibration-weighted
+                       // scale (clipping) search; excludes awq
   std::shared_ptr<const Regex> re;
 };
 
 struct ModuleAssignment {
   std::string format;
   bool awq = false;
+  bool rtn = false;
 };
 
 struct Recipe {
