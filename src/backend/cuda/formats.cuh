@@ -29,6 +29,23 @@ __device__ __forceinline__ DevWeight expert_view(DevWeight w, int e) {
 // compile-time constant: a run-time width would put the code words in local memory.
 enum FmtCode : int { kF32 = 0, kBF16, kFP8, kQ8, kINT2, kINT3, kINT4, kL2, kL3, kL4, kFmtCount };
 
+// Code width in bits of a packed (int or Lloyd) format.
+template <int F>
+constexpr int code_bits() {
+  static_assert(F >= kINT2 && F <= kL4, "not a packed format");
+  return F >= kL2 ? F - kL2 + 2 : F - kINT2 + 2;
+}
+
+// Code i (0..31) of a 32-input group packed little-endian at b bits each in u[0..3]; i is a
+// compile-time constant in unrolled loops, so the shifts are too.
+template <int b>
+__device__ __forceinline__ uint32_t packed_code(const uint32_t u[4], int i) {
+  const int bit = i * b, word = bit >> 5, off = bit & 31;
+  uint32_t c = u[word] >> off;
+  if (off + b > 32) c |= u[word + 1] << (32 - off);
+  return c & ((1u << b) - 1);
+}
+
 // Dequantizes inputs [32*g32, 32*g32 + 32) of row r into out[32].
 template <int F>
 __device__ __forceinline__ void dequant32(const DevWeight& w, int64_t r, int64_t g32, float out[32]) {
@@ -75,7 +92,7 @@ __device__ __forceinline__ void dequant32(const DevWeight& w, int64_t r, int64_t
     }
   } else {
     constexpr bool lloyd = F >= kL2;
-    constexpr int b = lloyd ? F - kL2 + 2 : F - kINT2 + 2;
+    constexpr int b = code_bits<F>();
     const float s = f16_bits(static_cast<const uint16_t*>(w.scales)[r * (w.cols / w.group) + j0 / w.group]);
     const uint8_t* base = w.q + r * w.row_bytes + j0 * b / 8;
     uint32_t u[4];
@@ -89,15 +106,11 @@ __device__ __forceinline__ void dequant32(const DevWeight& w, int64_t r, int64_t
       const uint32_t* p = reinterpret_cast<const uint32_t*>(base);
       u[0] = __ldg(p), u[1] = __ldg(p + 1), u[2] = __ldg(p + 2), u[3] = 0;
     }
-    constexpr uint32_t mask = (1u << b) - 1;
     const uint16_t* cb = nullptr;
     if constexpr (lloyd) cb = w.codebook + (w.cb_rows == 1 ? 0 : r) * (int64_t(1) << b);
 #pragma unroll
     for (int i = 0; i < 32; ++i) {
-      const int bit = i * b, word = bit >> 5, off = bit & 31;
-      uint32_t c = u[word] >> off;
-      if (off + b > 32) c |= u[word + 1] << (32 - off);
-      c &= mask;
+      const uint32_t c = packed_code<b>(u, i);
       if constexpr (lloyd) out[i] = f16_bits(__ldg(cb + c)) * s;
       else out[i] = float(int(c) - (1 << (b - 1))) * s;
     }

@@ -38,17 +38,14 @@ __device__ __forceinline__ void decode_group_f16(const DevWeight& w, int64_t r, 
     for (int i = 0; i < 32; ++i) v[i] = float(int8_t(u[i / 4] >> (8 * (i % 4)))) * raw.s;
   } else if constexpr (F >= kINT2) {
     constexpr bool lloyd = F >= kL2;
-    constexpr int b = lloyd ? F - kL2 + 2 : F - kINT2 + 2;
+    constexpr int b = code_bits<F>();
     const uint32_t u[4] = {raw.a.x, raw.a.y, raw.a.z, raw.a.w};
     const uint16_t* row_cb = nullptr;
     if constexpr (lloyd)
       if (w.cb_rows != 1) row_cb = w.codebook + r * (1 << b);
 #pragma unroll
     for (int i = 0; i < 32; ++i) {
-      const int bit = i * b, word = bit >> 5, off = bit & 31;
-      uint32_t c = u[word] >> off;
-      if (off + b > 32) c |= u[word + 1] << (32 - off);
-      c &= (1u << b) - 1;
+      const uint32_t c = packed_code<b>(u, i);
       float level;
       if constexpr (lloyd) level = row_cb ? f16_bits(__ldg(row_cb + c)) : cbs[c];
       else level = float(int(c) - (1 << (b - 1)));

@@ -81,7 +81,7 @@ __device__ __forceinline__ RawGroup load_group(const DevWeight& w, int64_t r, in
     raw.b = __ldg(p + 1);
     raw.s = f16_bits(__ldg(static_cast<const uint16_t*>(w.scales) + r * (w.cols / 32) + g));
   } else if constexpr (F >= kINT2) {
-    constexpr int b = F >= kL2 ? F - kL2 + 2 : F - kINT2 + 2;
+    constexpr int b = code_bits<F>();
     const uint8_t* base = w.q + r * w.row_bytes + g * 4 * b;
     if constexpr (b == 4) {
       raw.a = __ldg(reinterpret_cast<const uint4*>(base));
@@ -133,7 +133,7 @@ __device__ __forceinline__ float group_dot(const DevWeight& w, int64_t r, int64_
     return a * raw.s;
   } else {
     constexpr bool lloyd = F >= kL2;
-    constexpr int b = lloyd ? F - kL2 + 2 : F - kINT2 + 2;
+    constexpr int b = code_bits<F>();
     const uint32_t u[4] = {raw.a.x, raw.a.y, raw.a.z, raw.a.w};
     const uint16_t* row_cb = nullptr;
     if constexpr (lloyd)
@@ -141,10 +141,7 @@ __device__ __forceinline__ float group_dot(const DevWeight& w, int64_t r, int64_
     float a = 0;
 #pragma unroll
     for (int i = 0; i < 32; ++i) {
-      const int bit = i * b, word = bit >> 5, off = bit & 31;
-      uint32_t c = u[word] >> off;
-      if (off + b > 32) c |= u[word + 1] << (32 - off);
-      c &= (1u << b) - 1;
+      const uint32_t c = packed_code<b>(u, i);
       float level;
       if constexpr (lloyd) level = row_cb ? f16_bits(__ldg(row_cb + c)) : cbs[c];
       else level = small_int(c, 8388608.0f + float(1 << (b - 1)));
