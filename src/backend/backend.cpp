@@ -105,4 +105,15 @@ std::unique_ptr<Backend> make_backend(std::string_view name) {
   fail("unknown device '{}' (cpu, cuda or auto)", name);
 }
 
+KVCache Backend::alloc_kv(int layers, int slots, int ctx, int kv_dim) {
+  KVCache c;
+  c.layers = layers;
+  c.slots = slots;
+  c.ctx = ctx;
+  c.kv_dim = kv_dim;
+  c.k = alloc(DType::F32, {layers, slots, ctx, kv_dim});
+  c.v = alloc(DType::F32, {layers, slots, ctx, kv_dim});
+  return c;
+}
+
 }  // namespace moeq

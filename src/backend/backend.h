@@ -50,7 +50,8 @@ class Backend {
   virtual std::unique_ptr<BackendExperts> upload_experts(const std::vector<QuantizedWeight>& w1,
                                                          const std::vector<QuantizedWeight>& w2,
                                                          const std::vector<QuantizedWeight>& w3) = 0;
-  virtual KVCache alloc_kv(int layers, int slots, int ctx, int kv_dim) = 0;
+  // K and V caches [layers][slots][ctx][kv_dim], f32, from alloc().
+  virtual KVCache alloc_kv(int layers, int slots, int ctx, int kv_dim);
   virtual void synchronize() {}
 
   Tensor upload(const HostArray& a);      // same dtype and shape

@@ -12,12 +12,7 @@ void apply_sampling_json(SamplingParams& p, const nlohmann::json& j, const std::
     if (!j[key].is_number()) fail("{}: '{}' must be a number, got {}", origin, key, j[key].dump());
     dst = j[key].get<float>();
   };
-  num("temperature", p.temperature);
-  num("top_p", p.top_p);
-  num("min_p", p.min_p);
-  num("repetition_penalty", p.repetition_penalty);
-  num("frequency_penalty", p.frequency_penalty);
-  num("presence_penalty", p.presence_penalty);
+  for (const auto& f : kSamplingFloatFields) num(f.name, p.*f.field);
   if (j.contains("top_k") && !j["top_k"].is_null()) {
     if (!j["top_k"].is_number_integer()) fail("{}: 'top_k' must be an integer, got {}", origin, j["top_k"].dump());
     const int64_t k = j["top_k"].get<int64_t>();

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "runtime/generation_config.h"
 #include "server/api_error.h"
 
 namespace moeq::server {
@@ -75,12 +76,7 @@ void apply_sampling(const ojson& body, SamplingParams& p) {
       check(key);
     }
   };
-  num("temperature", p.temperature);
-  num("top_p", p.top_p);
-  num("min_p", p.min_p);
-  num("repetition_penalty", p.repetition_penalty);
-  num("frequency_penalty", p.frequency_penalty);
-  num("presence_penalty", p.presence_penalty);
+  for (const auto& f : kSamplingFloatFields) num(f.name, p.*f.field);
   if (auto k = get_int(body, "top_k", -1, 1 << 30)) p.top_k = *k < 0 ? 0 : int(*k);  // -1 or 0: off
   if (auto s = get_int(body, "seed", INT64_MIN, INT64_MAX)) {
     p.seed = uint64_t(*s);

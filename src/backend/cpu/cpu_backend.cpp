@@ -85,17 +85,6 @@ std::unique_ptr<BackendExperts> CpuBackend::upload_experts(const std::vector<Qua
   return out;
 }
 
-KVCache CpuBackend::alloc_kv(int layers, int slots, int ctx, int kv_dim) {
-  KVCache c;
-  c.layers = layers;
-  c.slots = slots;
-  c.ctx = ctx;
-  c.kv_dim = kv_dim;
-  c.k = alloc(DType::F32, {layers, slots, ctx, kv_dim});
-  c.v = alloc(DType::F32, {layers, slots, ctx, kv_dim});
-  return c;
-}
-
 void CpuBackend::embedding(const BackendWeight& table, const Tensor& ids, const Tensor& out) {
   const QuantizedWeight& w = cpu_weight(table);
   const int64_t T = ids.numel();

@@ -15,7 +15,6 @@ class CpuBackend final : public Backend {
   std::unique_ptr<BackendExperts> upload_experts(const std::vector<QuantizedWeight>& w1,
                                                  const std::vector<QuantizedWeight>& w2,
                                                  const std::vector<QuantizedWeight>& w3) override;
-  KVCache alloc_kv(int layers, int slots, int ctx, int kv_dim) override;
 
   void embedding(const BackendWeight& table, const Tensor& ids, const Tensor& out) override;
   void rmsnorm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out) override;

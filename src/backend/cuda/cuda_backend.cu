@@ -226,13 +226,7 @@ class CudaBackend final : public Backend {
   }
 
   KVCache alloc_kv(int layers, int slots, int ctx, int kv_dim) override {
-    KVCache c;
-    c.layers = layers;
-    c.slots = slots;
-    c.ctx = ctx;
-    c.kv_dim = kv_dim;
-    c.k = alloc(DType::F32, {layers, slots, ctx, kv_dim});
-    c.v = alloc(DType::F32, {layers, slots, ctx, kv_dim});
+    KVCache c = Backend::alloc_kv(layers, slots, ctx, kv_dim);
     CUDA_CHECK(cudaMemsetAsync(c.k.data(), 0, c.k.nbytes(), stream_));
     CUDA_CHECK(cudaMemsetAsync(c.v.data(), 0, c.v.nbytes(), stream_));
     return c;
