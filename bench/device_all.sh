@@ -35,7 +35,7 @@ if [[ $what == *batch* ]]; then
 fi
 if [[ $what == *ncu* ]]; then
   # Hardware counters of one decode step's kernels (1 layer, no graphs so kernels are separate).
-  k='regex:attention_decode|w13_decode|w2_decode|gemv_kernel|qk_norm_rope|router_kernel|rmsnorm'
+  k='regex:attention_decode|w13_decode|w2_decode|w13_mma|w2_mma|gemv_kernel|qk_norm_rope|router_kernel|rmsnorm'
   timeout 300 ncu --clock-control none --kernel-name "$k" --launch-skip 40 --launch-count 14 \
     --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
     build-dev/moeq bench --synthetic minimax-m2 --layers 1 --preset mq4 --prompt 512 --gen 24 --no-graphs \

@@ -84,6 +84,12 @@ struct MoeWeights {
 void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t T, int K,
                 float* a_scratch, float* y_scratch, int32_t* tickets, float* out, bool accumulate, cudaStream_t s);
 int64_t moe_decode_row_blocks(int64_t hidden);
+// ---- moe_decode_mma.cu: the decode kernels for 4-bit integer experts on tensor cores (f16 activations) ----
+bool moe_mma_decode_supported(const DevWeight& w);
+void moe_w13_decode_mma(const MoeWeights& m, const float* x, const int32_t* ids, int64_t pairs, int K, float* a,
+                        cudaStream_t s);
+void moe_w2_decode_mma(const MoeWeights& m, const float* a, const int32_t* ids, const float* wts, int64_t pairs, int K,
+                       float* y, int32_t* tickets, float* out, bool accumulate, cudaStream_t s);
 // Prefill path: tokens grouped by expert, tensor-core products per expert.
 struct MoeScratch {
   int32_t* counts = nullptr;      // [E]

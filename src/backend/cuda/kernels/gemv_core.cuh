@@ -68,6 +68,11 @@ struct RawGroup {
   float s;     // group scale (packed formats); unused otherwise
 };
 
+// The f16 scale of group g (32 inputs) of row r of a packed (int / Lloyd) weight.
+__device__ __forceinline__ float group_scale(const DevWeight& w, int64_t r, int64_t g) {
+  return f16_bits(__ldg(static_cast<const uint16_t*>(w.scales) + r * (w.cols / w.group) + g * 32 / w.group));
+}
+
 template <int F>
 __device__ __forceinline__ RawGroup load_group(const DevWeight& w, int64_t r, int64_t g) {
   RawGroup raw{};
@@ -92,7 +97,7 @@ __device__ __forceinline__ RawGroup load_group(const DevWeight& w, int64_t r, in
       const uint32_t* p = reinterpret_cast<const uint32_t*>(base);
       raw.a.x = __ldg(p), raw.a.y = __ldg(p + 1), raw.a.z = __ldg(p + 2);
     }
-    raw.s = f16_bits(__ldg(static_cast<const uint16_t*>(w.scales) + r * (w.cols / w.group) + g * 32 / w.group));
+    raw.s = group_scale(w, r, g);
   }
   return raw;
 }

@@ -8,14 +8,14 @@
 #include "backend/cuda/kernels/gemm_pipe.cuh"
 #include "backend/cuda/kernels/gemv_core.cuh"
 #include "backend/cuda/kernels/launch.cuh"
+#include "backend/cuda/kernels/moe_common.cuh"
 
 namespace moeq::cuda {
 namespace {
 
 constexpr int kWarps = 8;
 constexpr int kW13Rows = 2, kW2Rows = 4;  // rows per warp: independent loads in flight per lane
-
-__device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
+static_assert(kWarps * kW2Rows == kMoeW2BlockRows, "w2 decode blocks share the tickets' row blocks");
 
 // ---- decode ----------------------------------------------------------------------------------
 // grid (inter / 16, pairs): a[pair][r] = silu(W1_e[r] . x_t) * (W3_e[r] . x_t); a warp per two
@@ -31,8 +31,8 @@ __global__ void __launch_bounds__(kWarps * 32) w13_decode_kernel(MoeWeights m, c
                                                                  int K, float* a) {
   extern __shared__ float xs[];
   __shared__ float cb1[16], cb3[16];
-  pdl_launch_dependents();
   pdl_wait();
+  pdl_launch_dependents();  // after the wait: w2_mma_kernel relies on it (see there)
   const int64_t pair = blockIdx.y;
   const int e = ids[pair];
   const DevWeight w1 = expert_view(m.w1, e), w3 = expert_view(m.w3, e);
@@ -120,17 +120,14 @@ __global__ void __launch_bounds__(kWarps * 32) w13_decode_kernel(MoeWeights m, c
   }
 }
 
-// grid (hidden / 32, pairs): y[pair][r] = W2_e[r] . a[pair], four rows per warp. The weighted sum
-// over a token's K experts is fused: the last of the K blocks of a row range to finish (an atomic
-// ticket per token and row range) adds the K rows in order of k, so the result does not depend on
-// which block finished last, and no separate reduction launch is needed.
+// grid (hidden / 32, pairs): y[pair][r] = W2_e[r] . a[pair], four rows per warp; the weighted sum
+// over a token's K experts is fused (moe_combine_rows).
 template <int F, int GPL>
 __global__ void __launch_bounds__(kWarps * 32) w2_decode_kernel(MoeWeights m, const float* a, const int32_t* ids,
                                                                 const float* wts, int K, float* y, int32_t* tickets,
                                                                 float* out, bool accumulate) {
   extern __shared__ float as[];
   __shared__ float cb2[16];
-  __shared__ int s_last;
   pdl_launch_dependents();
   pdl_wait();
   const int64_t pair = blockIdx.y;
@@ -191,26 +188,8 @@ __global__ void __launch_bounds__(kWarps * 32) w2_decode_kernel(MoeWeights m, co
     const float sum = warp_sum(acc[i]);
     if (lane == 0 && r0 + i < m.hidden) y[pair * m.hidden + r0 + i] = sum;
   }
-  // The last block of this token's K for this row range sums them.
-  __threadfence();
-  __syncthreads();
-  const int64_t t = pair / K;
-  int32_t* ticket = tickets + t * gridDim.x + blockIdx.x;
-  if (threadIdx.x == 0) {
-    const int32_t n = atomicAdd(ticket, 1);
-    s_last = n == K - 1;
-    if (s_last) *ticket = 0;  // ready for the next launch (graph replays too)
-  }
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  const int64_t rows0 = int64_t(blockIdx.x) * kWarps * kW2Rows;
-  for (int64_t r = rows0 + threadIdx.x; r < min(rows0 + kWarps * kW2Rows, m.hidden); r += blockDim.x) {
-    float s = 0;
-    for (int k = 0; k < K; ++k) s += wts[t * K + k] * __ldcg(y + (t * K + k) * m.hidden + r);
-    float* o = out + t * m.hidden + r;
-    *o = accumulate ? *o + s : s;
-  }
+  moe_combine_rows(pair, K, int64_t(blockIdx.x) * kMoeW2BlockRows, kMoeW2BlockRows, m.hidden, wts, y, tickets, out,
+                   accumulate);
 }
 
 // ---- prefill: grouping ------------------------------------------------------------------------
@@ -338,23 +317,32 @@ void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const f
     else if (n == 3) fn(std::integral_constant<int, 3>{});
     else fn(std::integral_constant<int, 0>{});
   };
-  dispatch_format(m.w1, [&](auto f) {
-    with_gpl(gpl(m.w1, m.hidden), [&](auto n) {
-    launch(w13_decode_kernel<decltype(f)::value, decltype(n)::value>,
-           dim3(unsigned((m.inter + kWarps * kW13Rows - 1) / (kWarps * kW13Rows)), unsigned(pairs)), dim3(kWarps * 32),
-           sizeof(float) * size_t(staged_floats(m.hidden)), s, m, x, ids, K, a_scratch);
+  if (moe_mma_decode_supported(m.w1) && moe_mma_decode_supported(m.w3) && m.w1.group == m.w3.group) {
+    moe_w13_decode_mma(m, x, ids, pairs, K, a_scratch, s);
+  } else {
+    dispatch_format(m.w1, [&](auto f) {
+      with_gpl(gpl(m.w1, m.hidden), [&](auto n) {
+        launch(w13_decode_kernel<decltype(f)::value, decltype(n)::value>,
+               dim3(unsigned((m.inter + kWarps * kW13Rows - 1) / (kWarps * kW13Rows)), unsigned(pairs)),
+               dim3(kWarps * 32), sizeof(float) * size_t(staged_floats(m.hidden)), s, m, x, ids, K, a_scratch);
+      });
     });
-  });
-  dispatch_format(m.w2, [&](auto f) {
-    with_gpl(gpl(m.w2, m.inter), [&](auto n) {
-    launch(w2_decode_kernel<decltype(f)::value, decltype(n)::value>, dim3(unsigned(moe_decode_row_blocks(m.hidden)), unsigned(pairs)),
-           dim3(kWarps * 32), sizeof(float) * size_t(staged_floats(m.inter)), s, m, static_cast<const float*>(a_scratch),
-           ids, wts, K, y_scratch, tickets, out, accumulate);
+  }
+  if (moe_mma_decode_supported(m.w2)) {
+    moe_w2_decode_mma(m, a_scratch, ids, wts, pairs, K, y_scratch, tickets, out, accumulate, s);
+  } else {
+    dispatch_format(m.w2, [&](auto f) {
+      with_gpl(gpl(m.w2, m.inter), [&](auto n) {
+        launch(w2_decode_kernel<decltype(f)::value, decltype(n)::value>,
+               dim3(unsigned(moe_decode_row_blocks(m.hidden)), unsigned(pairs)), dim3(kWarps * 32),
+               sizeof(float) * size_t(staged_floats(m.inter)), s, m, static_cast<const float*>(a_scratch), ids, wts,
+               K, y_scratch, tickets, out, accumulate);
+      });
     });
-  });
+  }
 }
 
-int64_t moe_decode_row_blocks(int64_t hidden) { return (hidden + kWarps * kW2Rows - 1) / (kWarps * kW2Rows); }
+int64_t moe_decode_row_blocks(int64_t hidden) { return (hidden + kMoeW2BlockRows - 1) / kMoeW2BlockRows; }
 
 int64_t moe_max_tiles(int64_t pairs, int experts) { return (pairs + kPM - 1) / kPM + experts; }
 
