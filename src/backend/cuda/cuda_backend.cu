@@ -37,14 +37,26 @@ constexpr int64_t kDecodeTokens = 16;
 // Measured on an H100 (docs/PERF.md): the decode kernels win at 1 and 4 sequences, the grouped
 // path at 8 and 16. MOEQ_MOE_DECODE_TOKENS overrides it (0 to kDecodeTokens).
 constexpr int64_t kMoeDecodeTokens = 4;
+
+// A tuning knob from the environment, for measurements: an integer >= lo (clamped to hi), else def.
+int64_t env_knob(const char* name, int64_t def, int64_t lo, int64_t hi) {
+  const char* env = std::getenv(name);
+  if (!env || !*env) return def;
+  char* end = nullptr;
+  const long v = std::strtol(env, &end, 10);
+  return *end == 0 && v >= lo ? std::min<int64_t>(v, hi) : def;
+}
+
 int64_t moe_decode_tokens() {
-  static const int64_t n = [] {
-    const char* env = std::getenv("MOEQ_MOE_DECODE_TOKENS");
-    if (!env || !*env) return kMoeDecodeTokens;
-    char* end = nullptr;
-    const long v = std::strtol(env, &end, 10);
-    return *end == 0 && v >= 0 ? std::min<int64_t>(v, kDecodeTokens) : kMoeDecodeTokens;
-  }();
+  static const int64_t n = env_knob("MOEQ_MOE_DECODE_TOKENS", kMoeDecodeTokens, 0, kDecodeTokens);
+  return n;
+}
+
+// Decode attention blocks per multiprocessor the cache is split for (cuda::attention_splits);
+// MOEQ_ATTN_BLOCKS_PER_SM overrides it (1 to 16). Measured on an H100 (docs/PERF.md).
+constexpr int64_t kAttnBlocksPerSm = 4;
+int attn_blocks_per_sm() {
+  static const int n = int(env_knob("MOEQ_ATTN_BLOCKS_PER_SM", kAttnBlocksPerSm, 1, 16));
   return n;
 }
 
@@ -325,7 +337,7 @@ class CudaBackend final : public Backend {
                             head_dim, slot_stride, out.as<float>(), stream_);
       return;
     }
-    const int splits = cuda::attention_splits(T, n_kv_heads, kv.ctx, sm_count_);
+    const int splits = cuda::attention_splits(T, n_kv_heads, kv.ctx, sm_count_ * attn_blocks_per_sm());
     cuda::AttnScratch sc;
     if (splits > 1) {
       const int64_t n = T * n_heads * splits;

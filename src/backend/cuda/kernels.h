@@ -57,7 +57,8 @@ struct AttnScratch {
   int32_t* tickets = nullptr;    // [T][n_kv_heads], zero between launches (decode kernel)
   int64_t capacity_splits = 0;   // T * n_heads * splits the buffers hold
 };
-int attention_splits(int64_t T, int n_kv_heads, int ctx, int sm_count);
+// Splits of the cache for about target_blocks blocks (at least 32 positions per split).
+int attention_splits(int64_t T, int n_kv_heads, int ctx, int target_blocks);
 void attention(const float* q, const float* kc, const float* vc, const int32_t* pos, const int32_t* slots, int64_t T,
                int n_heads, int n_kv_heads, int head_dim, int64_t slot_stride, int ctx, int splits,
                const AttnScratch& scratch, float* out, cudaStream_t s);

@@ -322,12 +322,13 @@ void kv_write(const float* k, const float* v, const int32_t* pos, const int32_t*
          kv_dim);
 }
 
-int attention_splits(int64_t T, int n_kv_heads, int ctx, int sm_count) {
-  // About four blocks per multiprocessor: each warp then walks only a few steps of the cache (the
-  // decode kernel is bound by the latency of those steps, not by bandwidth).
+int attention_splits(int64_t T, int n_kv_heads, int ctx, int target_blocks) {
+  // Enough blocks to spread over the GPU (the caller's target, a few per multiprocessor): each
+  // warp then walks only a few steps of the cache (the decode kernel is bound by the latency of
+  // those steps, not by bandwidth), against the cost of merging more splits at the end.
   const int64_t blocks = T * n_kv_heads;
-  if (blocks >= 4 * int64_t(sm_count)) return 1;
-  const int64_t want = (4 * int64_t(sm_count) + blocks - 1) / blocks;
+  if (blocks >= target_blocks) return 1;
+  const int64_t want = (target_blocks + blocks - 1) / blocks;
   const int64_t most = std::max<int64_t>(1, (ctx + 31) / 32);  // at least 32 positions per split
   return int(std::clamp<int64_t>(std::min(want, most), 1, 128));
 }
