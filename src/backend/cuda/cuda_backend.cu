@@ -60,6 +60,7 @@ int attn_blocks_per_sm() {
   return n;
 }
 
+
 std::shared_ptr<void> device_alloc(size_t bytes) {
   void* p = nullptr;
   if (bytes == 0) bytes = 16;
@@ -343,7 +344,6 @@ class CudaBackend final : public Backend {
       const int64_t n = T * n_heads * splits;
       sc.partial_o = scratch_f32("attn_o", n * head_dim);
       sc.partial_ml = scratch_f32("attn_ml", n * 2);
-      sc.tickets = scratch_zeroed_i32("attn_tickets", T * n_kv_heads);
       sc.capacity_splits = n;
     }
     cuda::attention(q.as<float>(), kc, vc, positions.as<int32_t>(), slots.as<int32_t>(), T, n_heads, n_kv_heads,

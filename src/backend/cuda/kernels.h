@@ -54,7 +54,6 @@ void kv_write(const float* k, const float* v, const int32_t* pos, const int32_t*
 struct AttnScratch {
   float* partial_o = nullptr;    // [T][n_heads][splits][head_dim]
   float* partial_ml = nullptr;   // [T][n_heads][splits][2]
-  int32_t* tickets = nullptr;    // [T][n_kv_heads], zero between launches (decode kernel)
   int64_t capacity_splits = 0;   // T * n_heads * splits the buffers hold
 };
 // Splits of the cache for about target_blocks blocks (at least 32 positions per split).
