@@ -2,14 +2,17 @@
 # The GPU machine's whole job in one call (device time is scarce): build for Hopper, run the
 # backend parity tests (with `sanitize`: under compute-sanitizer memcheck and racecheck; SANITIZE_TOOLS
 # and SANITIZE_FILTER narrow it), then the synthetic MiniMax-M2 benchmarks. Logs go to $OUT (or out/).
-#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [batch] [ncu]   (default: parity sanitize bench batch)
+#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [trace] [ncu]
+#   (default: parity sanitize bench batch)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-out}"
 mkdir -p "$out"
 what="${*:-parity sanitize bench batch}"   # also: ncu (hardware counters of the decode kernels)
 # The server is not part of the GPU work; keep its sources out of this build if present.
-bash scripts/device/build.sh --target moeq test_backend_parity 2>&1 | grep -E "error|warning: unused" | head -20
+targets="moeq test_backend_parity"
+[[ "${*:-}" == *trace* ]] && targets="$targets moeq_kernel_trace"
+bash scripts/device/build.sh --target $targets 2>&1 | grep -E "error|warning: unused" | head -20
 export LD_LIBRARY_PATH=/tmp/moeq-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/gpu.txt"
 if [[ $what == *parity* ]]; then
@@ -30,8 +33,18 @@ fi
 if [[ $what == *pdloff* ]]; then  # the same decode without programmatic dependent launch
   MOEQ_PDL=0 build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 128 2>&1 | tee "$out/bench-mq4-nopdl.log" | grep -E "decode|achieved"
 fi
+if [[ $what == *nostream* ]]; then  # the same decode with the register-loading expert kernels
+  MOEQ_MOE_STREAM=0 build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 128 2>&1 | tee "$out/bench-mq4-nostream.log" | grep -E "decode|achieved"
+fi
 if [[ $what == *batch* ]]; then
   build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 64 --batch 16 --json 2>&1 | tee "$out/bench-mq4-b16.log" | grep -E "decode|prefill|layers"
+fi
+if [[ $what == *trace* ]]; then
+  # Per-kernel timeline of the graph-replayed decode steps (CUPTI, bench/kernel_trace.cpp): where
+  # the step's time goes with the kernels overlapping as they do in the graph.
+  CUDA_INJECTION64_PATH=$PWD/build-dev/bench/libmoeq_kernel_trace.so MOEQ_TRACE_SEQUENCE=${TRACE_SEQUENCE:-26} \
+    build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 128 2>&1 | tee "$out/trace-mq4.log" \
+    | grep -vE "^(loading|building)"
 fi
 if [[ $what == *ncu* ]]; then
   # Hardware counters of one decode step's kernels (1 layer, no graphs so kernels are separate).

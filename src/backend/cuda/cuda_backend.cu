@@ -60,6 +60,12 @@ int attn_blocks_per_sm() {
   return n;
 }
 
+// MoE decode of 4-bit experts through the streaming kernels (TMA into shared memory, persistent
+// grid): MOEQ_MOE_STREAM=0 takes the register-loading tensor-core kernels instead.
+bool moe_stream() {
+  static const bool on = env_knob("MOEQ_MOE_STREAM", 1, 0, 1) != 0;
+  return on;
+}
 
 std::shared_ptr<void> device_alloc(size_t bytes) {
   void* p = nullptr;
@@ -521,9 +527,9 @@ class CudaBackend final : public Backend {
     if (T <= moe_decode_tokens()) {
       float* a = scratch_f32("moe_a", T * K * ex.inter);
       float* y = scratch_f32("moe_y", T * K * ex.hidden);
-      int32_t* tickets = scratch_zeroed_i32("moe_tickets", T * cuda::moe_decode_row_blocks(ex.hidden));
+      int32_t* tickets = scratch_zeroed_i32("moe_tickets", T * cuda::moe_decode_row_blocks(ex.hidden) + 2);
       cuda::moe_decode(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T, int(K), a, y, tickets,
-                       out.as<float>(), accumulate, stream_);
+                       out.as<float>(), accumulate, stream_, moe_stream());
       return;
     }
     const int64_t pairs = T * K;

@@ -79,10 +79,12 @@ struct MoeWeights {
   int experts = 0;
 };
 // Decode path (few tokens): a[t*K+k] = silu(x W1_e) * (x W3_e); out[t] = sum_k wt * a W2_e.
-// a_scratch [T*K][inter], y_scratch [T*K][hidden], tickets [T][moe_decode_row_blocks(hidden)]
+// a_scratch [T*K][inter], y_scratch [T*K][hidden], tickets [T * moe_decode_row_blocks(hidden) + 2]
 // zeroed (the kernels leave them zeroed); accumulate: out += instead of out =.
+// stream: 4-bit experts take the streaming kernel (moe_decode_stream.cu) where it applies.
 void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t T, int K,
-                float* a_scratch, float* y_scratch, int32_t* tickets, float* out, bool accumulate, cudaStream_t s);
+                float* a_scratch, float* y_scratch, int32_t* tickets, float* out, bool accumulate, cudaStream_t s,
+                bool stream = true);
 int64_t moe_decode_row_blocks(int64_t hidden);
 // ---- moe_decode_mma.cu: the decode kernels for 4-bit integer experts on tensor cores (f16 activations) ----
 bool moe_mma_decode_supported(const DevWeight& w);
@@ -90,6 +92,12 @@ void moe_w13_decode_mma(const MoeWeights& m, const float* x, const int32_t* ids,
                         cudaStream_t s);
 void moe_w2_decode_mma(const MoeWeights& m, const float* a, const int32_t* ids, const float* wts, int64_t pairs, int K,
                        float* y, int32_t* tickets, float* out, bool accumulate, cudaStream_t s);
+// ---- moe_decode_stream.cu: the whole 4-bit MoE decode in one persistent launch, weights streamed
+// into shared memory by TMA; sync: 2 zeroed counters (left zeroed) ----
+bool moe_stream_decode_supported(const MoeWeights& m, int64_t pairs, int K);
+void moe_decode_stream(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t pairs, int K,
+                       float* a, float* y, int32_t* tickets, int32_t* sync, float* out, bool accumulate,
+                       cudaStream_t s);
 // Prefill path: tokens grouped by expert, tensor-core products per expert.
 struct MoeScratch {
   int32_t* counts = nullptr;      // [E]

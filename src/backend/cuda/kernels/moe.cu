@@ -302,7 +302,8 @@ __global__ void reduce_kernel(const float* y, const float* wts, int64_t T, int K
 }  // namespace
 
 void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t T, int K,
-                float* a_scratch, float* y_scratch, int32_t* tickets, float* out, bool accumulate, cudaStream_t s) {
+                float* a_scratch, float* y_scratch, int32_t* tickets, float* out, bool accumulate, cudaStream_t s,
+                bool stream) {
   if (T == 0) return;
   const int64_t pairs = T * K;
   // Groups per lane for the load-everything-at-once kernels (0: the stepping ones).
@@ -317,6 +318,11 @@ void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const f
     else if (n == 3) fn(std::integral_constant<int, 3>{});
     else fn(std::integral_constant<int, 0>{});
   };
+  if (stream && moe_stream_decode_supported(m, pairs, K)) {
+    moe_decode_stream(m, x, ids, wts, pairs, K, a_scratch, y_scratch, tickets, tickets + T * moe_decode_row_blocks(m.hidden),
+                      out, accumulate, s);
+    return;
+  }
   if (moe_mma_decode_supported(m.w1) && moe_mma_decode_supported(m.w3) && m.w1.group == m.w3.group) {
     moe_w13_decode_mma(m, x, ids, pairs, K, a_scratch, s);
   } else {

@@ -31,23 +31,24 @@ __global__ void router_kernel(const float* logits, const float* bias, int64_t T,
   int32_t my_id = 0;
   float my_score = 0, sum = 0;
   for (int k = 0; k < K; ++k) {
+    // This lane's best (ascending expert order, strict >: the lower expert on a tie), then the
+    // warp's: the largest order-preserving key of the values, and among the lanes holding it the
+    // lowest expert. Two warp reductions per round instead of a shuffle tree.
     float best = -INFINITY, best_s = 0;
     int bi = 1 << 30;
 #pragma unroll
-    for (int v = 0; v < V; ++v)  // ascending expert order: strict > keeps the lower on a tie
+    for (int v = 0; v < V; ++v)
       if (choice[v] > best) best = choice[v], best_s = score[v], bi = v * 32 + lane;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-      const float os = __shfl_xor_sync(0xffffffffu, best_s, o);
-      const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (ob > best || (ob == best && oi < bi)) best = ob, best_s = os, bi = oi;
-    }
+    const uint32_t bits = __float_as_uint(best);
+    const uint32_t key = bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+    const uint32_t top = __reduce_max_sync(0xffffffffu, key);
+    const int win = int(__reduce_min_sync(0xffffffffu, key == top ? uint32_t(bi) : 0xffffffffu));
 #pragma unroll
     for (int v = 0; v < V; ++v)
-      if (v * 32 + lane == bi) choice[v] = -INFINITY;
-    if (lane == k) my_id = bi, my_score = best_s;
-    sum += best_s;
+      if (v * 32 + lane == win) choice[v] = -INFINITY;
+    const float win_s = __shfl_sync(0xffffffffu, best_s, win % 32);
+    if (lane == k) my_id = win, my_score = win_s;
+    sum += win_s;
   }
   if (lane < K) {
     ids[t * K + lane] = my_id;
