@@ -222,8 +222,10 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
     named_barrier(kConsumers + 32, 2);  // *s_mask may be rewritten
   };
   if (threadIdx.x == 0) {
-    for (int s = 0; s < S; ++s) mbar_init(&full[s], 1), mbar_init(&empty[s], kConsumerWarps);
-    for (int r = 0; r < kRing; ++r) mbar_init(&red_full[r], kConsumers), mbar_init(&red_empty[r], 1);
+    // Every thread that read a buffer arrives on its "empty" barrier (not one lane after a
+    // __syncwarp), so that each read is ordered before the refill by the barrier itself.
+    for (int s = 0; s < S; ++s) mbar_init(&full[s], 1), mbar_init(&empty[s], kConsumers);
+    for (int r = 0; r < kRing; ++r) mbar_init(&red_full[r], kConsumers), mbar_init(&red_empty[r], 32);
     mbar_init_fence();
   }
   __syncthreads();
@@ -262,8 +264,7 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
 #pragma unroll
           for (int w = 0; w < kConsumerWarps; ++w) gs += rd[w * 32 + lane], us += rd[w * 32 + 16 + lane];
         }
-        __syncwarp();
-        if (lane == 0) mbar_arrive(&red_empty[slot]);
+        mbar_arrive(&red_empty[slot]);
         if (lane < 16 && r < m.inter) a[pair * m.inter + r] = silu(gs) * us;
         if (k == n13 - 1) {  // this block's a rows, before the count the other blocks wait on
           __threadfence();
@@ -275,8 +276,7 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
         float ys = 0;
 #pragma unroll
         for (int w = 0; w < kConsumerWarps; ++w) ys += rd[w * 32 + lane];
-        __syncwarp();
-        if (lane == 0) mbar_arrive(&red_empty[slot]);
+        mbar_arrive(&red_empty[slot]);
         if (r < m.hidden) y[pair * m.hidden + r] = ys;
       }
     }
@@ -325,8 +325,7 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
     mbar_wait(&full[s], uint32_t(k / S) & 1);
     const float acc = consume_tile(g13, stages + s * fg.stage_bytes, xs,
                                    reinterpret_cast<const float*>(xs + g13.groups * 4), warp, lane, j);
-    __syncwarp();
-    if (lane == 0) mbar_arrive(&empty[s]);
+    mbar_arrive(&empty[s]);  // this thread is done with the stage
     hand_over(k, acc);
   }
   // Every a row of the pairs this block's w2 tiles take must be complete: wait for all w1/w3
@@ -351,8 +350,7 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
     mbar_wait(&full[s], uint32_t(k / S) & 1);
     const float acc = consume_tile(g2, stages + s * fg.stage_bytes, xs,
                                    reinterpret_cast<const float*>(xs + g2.groups * 4), warp, lane, j);
-    __syncwarp();
-    if (lane == 0) mbar_arrive(&empty[s]);
+    mbar_arrive(&empty[s]);  // this thread is done with the stage
     hand_over(k, acc);
   }
   for (int64_t base = 0; base < n2; base += 32) finish_sums(base, warp);
