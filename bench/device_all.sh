@@ -3,7 +3,9 @@
 # backend parity tests (with `sanitize`: under compute-sanitizer memcheck and racecheck; SANITIZE_TOOLS
 # and SANITIZE_FILTER narrow it), then the synthetic MiniMax-M2 benchmarks. Logs go to $OUT (or out/).
 #   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [trace] [ncu]
-#   (default: parity sanitize bench batch)
+#   (default: parity sanitize bench batch). pdloff / nostream: the decode without programmatic
+#   dependent launch / with the register-loading expert kernels, for comparison; trace: per-kernel
+#   timeline of the graph-replayed step (bench/kernel_trace.cpp); ncu: hardware counters.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-out}"
@@ -48,7 +50,7 @@ if [[ $what == *trace* ]]; then
 fi
 if [[ $what == *ncu* ]]; then
   # Hardware counters of one decode step's kernels (1 layer, no graphs so kernels are separate).
-  k='regex:attention_decode|w13_decode|w2_decode|w13_mma|w2_mma|gemv_kernel|qk_norm_rope|router_kernel|rmsnorm'
+  k='regex:attention_decode|moe_stream|w13_decode|w2_decode|w13_mma|w2_mma|gemv_kernel|qk_norm_rope|router_kernel|rmsnorm'
   timeout 300 ncu --clock-control none --kernel-name "$k" --launch-skip 40 --launch-count 14 \
     --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
     build-dev/moeq bench --synthetic minimax-m2 --layers 1 --preset mq4 --prompt 512 --gen 24 --no-graphs \
