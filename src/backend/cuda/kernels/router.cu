@@ -33,7 +33,9 @@ __global__ void router_kernel(const float* logits, const float* bias, int64_t T,
   for (int k = 0; k < K; ++k) {
     // This lane's best (ascending expert order, strict >: the lower expert on a tie), then the
     // warp's: the largest order-preserving key of the values, and among the lanes holding it the
-    // lowest expert. Two warp reductions per round instead of a shuffle tree.
+    // lowest expert. Two warp reductions per round instead of a shuffle tree. (The key orders
+    // -0 below +0, where `>` calls them equal; a choice is a sigmoid in (0, 1) plus a bias, so it
+    // is never -0: x + (-x) rounds to +0.)
     float best = -INFINITY, best_s = 0;
     int bi = 1 << 30;
 #pragma unroll
