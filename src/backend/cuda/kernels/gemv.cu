@@ -120,16 +120,6 @@ void launch_one(const GemvSet& set, const float* x, bool acc, cudaStream_t s) {
   launch(k, dim3(unsigned((rows + kWarps * R - 1) / (kWarps * R))), dim3(kWarps * 32), smem, s, set, x, acc);
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, count = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev);
-    return count;
-  }();
-  return n;
-}
-
 // One pass of T tokens: picks rows per warp, pads the segments, launches.
 template <int T>
 void pass(GemvSet set, const float* x, bool acc, cudaStream_t s) {

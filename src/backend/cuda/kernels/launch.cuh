@@ -35,6 +35,9 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 // Whether launches carry the PDL attribute: compute capability 9.0 or newer, and MOEQ_PDL is not 0.
 bool pdl_enabled();
 
+// Multiprocessors of the current device (read once), for sizing grids.
+int sm_count();
+
 template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, Args&&... args) {
   cudaLaunchAttribute attr[1];

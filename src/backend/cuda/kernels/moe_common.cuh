@@ -1,4 +1,4 @@
-// Pieces shared by the MoE decode kernels (moe.cu, moe_decode_mma.cu).
+// Pieces shared by the MoE decode kernels (moe.cu, moe_decode_mma.cu, moe_decode_stream.cu).
 //
 // moe_combine_rows, the fused weighted sum at the end of the w2 kernels: each block has written its rows
 // of y[pair]; the last of a token's K blocks for a row range (an atomic ticket per token and row
@@ -31,40 +31,27 @@ __device__ __forceinline__ float moe_weighted_row(const float* wts, const float*
   return s;
 }
 
-// The general form: row block `rb` of `n_rb` (the tickets' index), threads [0, nthreads) of the
-// block taking part, `sync` a barrier over exactly those threads, `s_last` a shared int.
-template <typename Sync>
-__device__ __forceinline__ void moe_combine_rows_by(int64_t pair, int K, int64_t rb, int64_t n_rb, int64_t rows0,
-                                                    int64_t rows_per_block, int64_t hidden, const float* wts,
-                                                    const float* y, int32_t* tickets, float* out, bool accumulate,
-                                                    int tid, int nthreads, Sync&& sync, int* s_last) {
-  __threadfence();
-  sync();
-  const int64_t t = pair / K;
-  int32_t* ticket = tickets + t * n_rb + rb;
-  if (tid == 0) {
-    const int32_t n = atomicAdd(ticket, 1);
-    *s_last = n == K - 1;
-    if (*s_last) *ticket = 0;  // ready for the next launch (graph replays too)
-  }
-  sync();
-  const bool last = *s_last;
-  sync();  // s_last is read by all before anyone can write it again
-  if (!last) return;
-  __threadfence();
-  for (int64_t r = rows0 + tid; r < min(rows0 + rows_per_block, hidden); r += nthreads) {
-    const float s = moe_weighted_row(wts, y, t, K, hidden, r);
-    float* o = out + t * hidden + r;
-    *o = accumulate ? *o + s : s;
-  }
-}
-
 __device__ __forceinline__ void moe_combine_rows(int64_t pair, int K, int64_t rows0, int64_t rows_per_block,
                                                  int64_t hidden, const float* wts, const float* y, int32_t* tickets,
                                                  float* out, bool accumulate) {
   __shared__ int s_last;
-  moe_combine_rows_by(pair, K, blockIdx.x, gridDim.x, rows0, rows_per_block, hidden, wts, y, tickets, out, accumulate,
-                      threadIdx.x, blockDim.x, [] { __syncthreads(); }, &s_last);
+  __threadfence();
+  __syncthreads();
+  const int64_t t = pair / K;
+  int32_t* ticket = tickets + t * gridDim.x + blockIdx.x;
+  if (threadIdx.x == 0) {
+    const int32_t n = atomicAdd(ticket, 1);
+    s_last = n == K - 1;
+    if (s_last) *ticket = 0;  // ready for the next launch (graph replays too)
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  for (int64_t r = rows0 + threadIdx.x; r < min(rows0 + rows_per_block, hidden); r += blockDim.x) {
+    const float s = moe_weighted_row(wts, y, t, K, hidden, r);
+    float* o = out + t * hidden + r;
+    *o = accumulate ? *o + s : s;
+  }
 }
 
 }  // namespace moeq::cuda

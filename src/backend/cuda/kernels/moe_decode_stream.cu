@@ -93,16 +93,6 @@ int span(const MatGeom& g, int64_t pairs_per_act, int64_t vectors, int grid) {
   return int(std::min<int64_t>(vectors, per_block / (g.n_rb * pairs_per_act) + 2));
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
-    return v;
-  }();
-  return n;
-}
-
 FusedGeom fused_geom(const MoeWeights& m, int64_t pairs, int K) {
   FusedGeom f;
   f.m13 = mat_geom(m.w1, m.inter, 16, pairs);
