@@ -19,6 +19,8 @@
 #include <random>
 #include <vector>
 
+#include "backend/cuda/kernels/tma.cuh"
+
 #define CHECK(x)                                                                         \
   do {                                                                                   \
     const cudaError_t e_ = (x);                                                          \
@@ -27,6 +29,8 @@
       std::exit(1);                                                                      \
     }                                                                                    \
   } while (0)
+
+using namespace moeq::cuda;
 
 namespace {
 
@@ -66,30 +70,22 @@ __global__ void __launch_bounds__(kThreads) read_chunks_tma(Job job, uint32_t* s
   extern __shared__ __align__(128) uint8_t smem[];
   __shared__ uint64_t full[kStages];
   const int64_t c0 = blockIdx.x * job.n / gridDim.x, c1 = (blockIdx.x + 1) * job.n / gridDim.x;
-  auto bar = [&](int s) { return static_cast<uint32_t>(__cvta_generic_to_shared(&full[s])); };
   if (threadIdx.x == 0) {
-    for (int s = 0; s < kStages; ++s) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar(s)));
-    asm volatile("fence.mbarrier_init.release.cluster;");
+    for (int s = 0; s < kStages; ++s) mbar_init(&full[s], 1);
+    mbar_init_fence();
   }
   __syncthreads();
   auto issue = [&](int64_t c) {
     const int s = int((c - c0) % kStages);
-    const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem + s * kStage));
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar(s)), "r"(uint32_t(job.chunk)));
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
-                 "l"(job.base + job.offset[c]), "r"(uint32_t(job.chunk)), "r"(bar(s))
-                 : "memory");
+    mbar_arrive_expect_tx(&full[s], uint32_t(job.chunk));
+    bulk_copy_g2s(smem + s * kStage, job.base + job.offset[c], uint32_t(job.chunk), &full[s]);
   };
   if (threadIdx.x == 0)
     for (int64_t c = c0; c < min(c1, c0 + kStages); ++c) issue(c);
   uint32_t acc = 0;
   for (int64_t c = c0; c < c1; ++c) {
     const int s = int((c - c0) % kStages);
-    const uint32_t parity = uint32_t((c - c0) / kStages) & 1;
-    asm volatile(
-        "{\n.reg .pred d;\nw_%=:\nmbarrier.try_wait.parity.shared::cta.b64 d, [%0], %1;\n@!d bra w_%=;\n}\n" ::"r"(bar(s)),
-        "r"(parity)
-        : "memory");
+    mbar_wait(&full[s], uint32_t((c - c0) / kStages) & 1);
     acc ^= reinterpret_cast<const uint32_t*>(smem + s * kStage)[threadIdx.x];
     __syncthreads();  // everyone has read the stage before it is refilled
     if (threadIdx.x == 0 && c + kStages < c1) issue(c + kStages);

@@ -37,7 +37,8 @@ __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, u
 }
 
 // One group of rows gid (word `top`) and gid + 8 (`bot`) against the staged activations `xb`:
-// the unscaled group dot products of both rows (valid in lanes with q == 0, column 0).
+// the unscaled group dot products of both rows. The staged activations depend only on q, so the
+// 8 columns of B are equal and so are those of C: every lane gets both rows' products.
 __device__ __forceinline__ void group_mma(uint32_t top, uint32_t bot, uint4 xb, float d, float& r_top, float& r_bot) {
   const Codes8 t = split_codes(top), b = split_codes(bot);
   float c[4] = {-d, -d, -d, -d};
