@@ -2,10 +2,11 @@
 # The GPU machine's whole job in one call (device time is scarce): build for Hopper, run the
 # backend parity tests (with `sanitize`: under compute-sanitizer memcheck and racecheck; SANITIZE_TOOLS
 # and SANITIZE_FILTER narrow it), then the synthetic MiniMax-M2 benchmarks. Logs go to $OUT (or out/).
-#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [trace] [ncu]
+#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [trace] [probe] [ncu]
 #   (default: parity sanitize bench batch). pdloff / nostream: the decode without programmatic
 #   dependent launch / with the register-loading expert kernels, for comparison; trace: per-kernel
-#   timeline of the graph-replayed step (bench/kernel_trace.cpp); ncu: hardware counters.
+#   timeline of the graph-replayed step (bench/kernel_trace.cpp); probe: read bandwidth
+#   of the MoE access patterns (bench/probes/read_patterns.cu); ncu: hardware counters.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-out}"
@@ -14,6 +15,7 @@ what="${*:-parity sanitize bench batch}"   # also: ncu (hardware counters of the
 # The server is not part of the GPU work; keep its sources out of this build if present.
 targets="moeq test_backend_parity"
 [[ "${*:-}" == *trace* ]] && targets="$targets moeq_kernel_trace"
+[[ "${*:-}" == *probe* ]] && targets="$targets read_patterns_probe"
 bash scripts/device/build.sh --target $targets 2>&1 | grep -E "error|warning: unused" | head -20
 export LD_LIBRARY_PATH=/tmp/moeq-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/gpu.txt"
@@ -47,6 +49,9 @@ if [[ $what == *trace* ]]; then
   CUDA_INJECTION64_PATH=$PWD/build-dev/bench/libmoeq_kernel_trace.so MOEQ_TRACE_SEQUENCE=${TRACE_SEQUENCE:-26} \
     build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 128 2>&1 | tee "$out/trace-mq4.log" \
     | grep -vE "^(loading|building)"
+fi
+if [[ $what == *probe* ]]; then  # read bandwidth of the MoE access patterns (bench/probes/read_patterns.cu)
+  timeout 240 build-dev/bench/read_patterns_probe 2>&1 | tee "$out/read-patterns.log"
 fi
 if [[ $what == *ncu* ]]; then
   # Hardware counters of one decode step's kernels (1 layer, no graphs so kernels are separate).

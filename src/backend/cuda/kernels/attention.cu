@@ -7,6 +7,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kernels/cache_policy.cuh"
 #include "backend/cuda/kernels/launch.cuh"
 
 namespace moeq::cuda {
@@ -174,13 +175,13 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(const float*
     for (int j = 0; j < kP; ++j) {
       const int64_t pj = p + j * kWarpsD < p_end ? p + j * kWarpsD : p;  // past the end: a valid row, unused
       if constexpr (D == 4) {
-        const float4 k4 = __ldg(reinterpret_cast<const float4*>(kb + pj * kv_dim));
-        const float4 v4 = __ldg(reinterpret_cast<const float4*>(vb + pj * kv_dim));
+        const float4 k4 = ld_stream(reinterpret_cast<const float4*>(kb + pj * kv_dim));
+        const float4 v4 = ld_stream(reinterpret_cast<const float4*>(vb + pj * kv_dim));
         kr[j][0] = k4.x, kr[j][1] = k4.y, kr[j][2] = k4.z, kr[j][3] = k4.w;
         vr[j][0] = v4.x, vr[j][1] = v4.y, vr[j][2] = v4.z, vr[j][3] = v4.w;
       } else {
 #pragma unroll
-        for (int d = 0; d < D; ++d) kr[j][d] = __ldg(kb + pj * kv_dim + d), vr[j][d] = __ldg(vb + pj * kv_dim + d);
+        for (int d = 0; d < D; ++d) kr[j][d] = ld_stream(kb + pj * kv_dim + d), vr[j][d] = ld_stream(vb + pj * kv_dim + d);
       }
     }
     float sc[kP][kMaxGroup];
@@ -259,10 +260,20 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(const float
   const int64_t head = blockIdx.x;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const float* ml = part_ml + head * splits * 2;
-  static_assert(kMaxSplits <= 128, "a thread per split among the first 128");
+  static_assert(kMaxSplits <= 128 && kMaxSplits % kMergeParts == 0, "a thread per split among the first 128");
   const bool splitter = tid < 128;
-  const float m = tid < splits ? __ldcg(ml + tid * 2) : -INFINITY;
-  const float l = tid < splits ? __ldcg(ml + tid * 2 + 1) : 0.0f;
+  const int d = tid % 128, p = tid / 128;
+  // Every load at once: the split statistics and this thread's partial outputs (indices clamped,
+  // the surplus weighted by zero), so the merge waits for L2 once, not once for the statistics
+  // and again for the outputs.
+  constexpr int kPer = kMaxSplits / kMergeParts;
+  const float* po = part_o + head * splits * hd + min(d, hd - 1);
+  const float m_raw = ld_cg_ordered(ml + min(tid, splits - 1) * 2), l_raw = ld_cg_ordered(ml + min(tid, splits - 1) * 2 + 1);
+  float pv[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) pv[i] = ld_cg_ordered(po + min(p + i * kMergeParts, splits - 1) * hd);
+  const float m = tid < splits ? m_raw : -INFINITY;
+  const float l = tid < splits ? l_raw : 0.0f;
   float M = m;
   for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
   if (splitter && lane == 0) red[warp] = M;
@@ -271,19 +282,17 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(const float
   __syncthreads();
   M = s_M;
   const float f = m == -INFINITY ? 0.0f : exp2f(m - M);
-  if (tid < splits) f_s[tid] = f;
+  if (tid < 128) f_s[tid] = tid < splits ? f : 0.0f;
   float L = f * l;
   for (int o = 16; o > 0; o >>= 1) L += __shfl_xor_sync(0xffffffffu, L, o);
-  __syncthreads();  // red[] reused
+  __syncthreads();  // red[] reused; f_s complete
   if (splitter && lane == 0) red[warp] = L;
   __syncthreads();
   if (tid == 0) s_L = red[0] + red[1] + red[2] + red[3];
-  const int d = tid % 128, p = tid / 128;
   float o = 0;
   if (d < hd) {
-    const float* po = part_o + head * splits * hd + d;
-#pragma unroll 8
-    for (int s2 = p; s2 < splits; s2 += kMergeParts) o = fmaf(f_s[s2], __ldcg(po + s2 * hd), o);
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) o = fmaf(f_s[p + i * kMergeParts], pv[i], o);
     if (p > 0) part[p - 1][d] = o;
   }
   __syncthreads();

@@ -4,6 +4,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/formats.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kernels/cache_policy.cuh"
 #include "backend/cuda/kernels/launch.cuh"
 
 namespace moeq::cuda {
@@ -73,7 +74,7 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, float eps, int64_
 #pragma unroll
   for (int i = 0; i < kNormPerThread; ++i) {
     const int64_t j = threadIdx.x + int64_t(i) * blockDim.x;
-    g[i] = j < n4 ? __ldg(w4 + j) : make_float4(0, 0, 0, 0);
+    g[i] = ld_cg_ordered(w4 + min(j, n4 - 1));  // ahead of pdl_wait() (cache_policy.cuh)
   }
   pdl_wait();
   const float4* xr = reinterpret_cast<const float4*>(x + blockIdx.x * D);
@@ -150,23 +151,27 @@ __global__ void qk_norm_rope_reg_kernel(float* q, float* k, const float* qw, con
     const int d = i % head_dim;
     return d < half ? i + half : d < rotary_dim ? i - half : i;
   };
+  // Indices first (clamped into the row), then every load at once: with the loads guarded and
+  // the partner's index (an integer division) computed between them, the compiler issued them one
+  // round trip after another (4.8 us per launch; bench/probes/chain_latency.cu). Coherent loads
+  // kept in order (cache_policy.cuh): ptxas moved the wait above __ldg's of the weights.
+  int ii[kNormPerThread], pi[kNormPerThread];
+#pragma unroll
+  for (int j = 0; j < kNormPerThread; ++j) {
+    ii[j] = min(int(threadIdx.x) + j * int(blockDim.x), dim - 1);
+    pi[j] = partner(ii[j]);
+  }
   float wv[kNormPerThread], wp[kNormPerThread], xv[kNormPerThread], xp[kNormPerThread];
 #pragma unroll
-  for (int j = 0; j < kNormPerThread; ++j) {
-    const int i = threadIdx.x + j * blockDim.x;
-    wv[j] = i < dim ? __ldg(w + i) : 0.0f;
-    wp[j] = i < dim ? __ldg(w + partner(i)) : 0.0f;
-  }
+  for (int j = 0; j < kNormPerThread; ++j) wv[j] = ld_cg_ordered(w + ii[j]), wp[j] = ld_cg_ordered(w + pi[j]);
   pdl_wait();
   float* row = (is_q ? q : k) + t * dim;
+#pragma unroll
+  for (int j = 0; j < kNormPerThread; ++j) xv[j] = ld_cg_ordered(row + ii[j]), xp[j] = ld_cg_ordered(row + pi[j]);
   float ss = 0;
 #pragma unroll
-  for (int j = 0; j < kNormPerThread; ++j) {
-    const int i = threadIdx.x + j * blockDim.x;
-    xv[j] = i < dim ? row[i] : 0.0f;
-    xp[j] = i < dim ? row[partner(i)] : 0.0f;
-    ss += xv[j] * xv[j];
-  }
+  for (int j = 0; j < kNormPerThread; ++j)
+    if (int(threadIdx.x) + j * int(blockDim.x) < dim) ss += xv[j] * xv[j];
   const float p = float(pos[t]);
   for (int d = threadIdx.x; d < half; d += blockDim.x) sincosf(p * inv_freq[d], &sn_s[d], &cs_s[d]);
   ss = block_sum(ss, red);  // synchronises: every read above is done, the angles are visible

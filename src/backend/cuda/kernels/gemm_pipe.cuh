@@ -95,7 +95,7 @@ __device__ __forceinline__ void gemm_pipeline(const float* a, int64_t lda, int r
   auto load = [&](int64_t k0) {
     ra0 = a0 >= 0 ? __ldg(reinterpret_cast<const float4*>(a + a0 * lda + k0 + ac)) : make_float4(0, 0, 0, 0);
     ra1 = a1 >= 0 ? __ldg(reinterpret_cast<const float4*>(a + a1 * lda + k0 + ac)) : make_float4(0, 0, 0, 0);
-    if (has_w) rw = load_group<F>(wt, row, k0 / 32);
+    if (has_w) rw = load_group<F>(wt, row, k0 / 32, l2_policy(false));  // tiles re-read rows: keep them in L2
   };
   auto store = [&](int st, int64_t k0) {
     uint32_t* d0 = reinterpret_cast<uint32_t*>(As(st, ar) + ac);

@@ -23,6 +23,7 @@ struct GemvSet {
   float* y[3];
   int64_t start[4] = {0, 0, 0, 0};
   int n = 0;
+  bool stream = true;  // the only pass over the weights: load them evict-first (cache_policy.cuh)
 };
 
 // GPL > 0 (one token, packed formats, rows of at most 32 * GPL groups): every group a lane will
@@ -41,6 +42,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const fl
   const DevWeight& w = set.w[seg];
   const int64_t r0 = gr - set.start[seg];
   const int64_t groups = cols / 32;
+  const uint64_t pol = l2_policy(set.stream);
   // The first step's weight loads do not depend on the previous kernel: issue them before waiting
   // for it (rows past the end re-read the last row; their results are dropped).
   float acc[R][T] = {};
@@ -50,7 +52,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const fl
     for (int j = 0; j < GPL; ++j)
       if (active && lane + 32 * j < groups) {
 #pragma unroll
-        for (int i = 0; i < R; ++i) all[j][i] = load_group<F>(w, min(r0 + i, w.rows - 1), lane + 32 * j);
+        for (int i = 0; i < R; ++i) all[j][i] = load_group<F>(w, min(r0 + i, w.rows - 1), lane + 32 * j, pol);
       }
     for (int i = 0; i < set.n; ++i) stage_codebook(cbs[i], set.w[i]);
     pdl_wait();
@@ -70,7 +72,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const fl
   RawGroup raw[R];
   if (GPL == 0 && active && lane < groups) {
 #pragma unroll
-    for (int i = 0; i < R; ++i) raw[i] = load_group<F>(w, min(r0 + i, w.rows - 1), lane);
+    for (int i = 0; i < R; ++i) raw[i] = load_group<F>(w, min(r0 + i, w.rows - 1), lane, pol);
   }
   if (GPL == 0) {
     for (int i = 0; i < set.n; ++i) stage_codebook(cbs[i], set.w[i]);
@@ -85,7 +87,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const fl
     RawGroup next[R];
     if (more) {
 #pragma unroll
-      for (int i = 0; i < R; ++i) next[i] = load_group<F>(w, min(r0 + i, w.rows - 1), g + 32);
+      for (int i = 0; i < R; ++i) next[i] = load_group<F>(w, min(r0 + i, w.rows - 1), g + 32, pol);
     }
 #pragma unroll
     for (int t = 0; t < T; ++t) {
@@ -165,6 +167,7 @@ void gemv_multi(const DevWeight* const* w, float* const* y, int n, const float* 
     const int nt = left >= 4 ? 4 : left >= 2 ? 2 : 1;
     GemvSet set;
     set.n = n;
+    set.stream = T <= kPassTokens;  // several passes re-read the weights: keep them in L2
     for (int i = 0; i < n; ++i) {
       set.w[i] = *w[i];
       set.y[i] = y[i] + t0 * w[i]->rows;

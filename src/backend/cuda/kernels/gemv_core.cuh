@@ -6,6 +6,7 @@
 // lanes of each quarter-warp phase over all 32 banks (conflict-free).
 #pragma once
 #include "backend/cuda/formats.cuh"
+#include "backend/cuda/kernels/cache_policy.cuh"
 
 namespace moeq::cuda {
 
@@ -68,36 +69,39 @@ struct RawGroup {
   float s;     // group scale (packed formats); unused otherwise
 };
 
+// Weight bytes are loaded with an L2 policy `pol` (cache_policy.cuh): evict-first for a decode's
+// single pass over the weights, the default where tiles re-read the same rows (the prefill GEMM).
+
 // The f16 scale of group g (32 inputs) of row r of a packed (int / Lloyd) weight.
-__device__ __forceinline__ float group_scale(const DevWeight& w, int64_t r, int64_t g) {
-  return f16_bits(__ldg(static_cast<const uint16_t*>(w.scales) + r * (w.cols / w.group) + g * 32 / w.group));
+__device__ __forceinline__ float group_scale(const DevWeight& w, int64_t r, int64_t g, uint64_t pol) {
+  return f16_bits(ld_hint(static_cast<const uint16_t*>(w.scales) + r * (w.cols / w.group) + g * 32 / w.group, pol));
 }
 
 template <int F>
-__device__ __forceinline__ RawGroup load_group(const DevWeight& w, int64_t r, int64_t g) {
+__device__ __forceinline__ RawGroup load_group(const DevWeight& w, int64_t r, int64_t g, uint64_t pol) {
   RawGroup raw{};
   if constexpr (F == kFP8) {  // the block scale is read at decode time
     const uint4* p = reinterpret_cast<const uint4*>(w.q + r * w.row_bytes + g * 32);
-    raw.a = __ldg(p);
-    raw.b = __ldg(p + 1);
+    raw.a = ld_hint(p, pol);
+    raw.b = ld_hint(p + 1, pol);
   } else if constexpr (F == kQ8) {
     const uint4* p = reinterpret_cast<const uint4*>(w.q + r * w.row_bytes + g * 32);
-    raw.a = __ldg(p);
-    raw.b = __ldg(p + 1);
-    raw.s = f16_bits(__ldg(static_cast<const uint16_t*>(w.scales) + r * (w.cols / 32) + g));
+    raw.a = ld_hint(p, pol);
+    raw.b = ld_hint(p + 1, pol);
+    raw.s = f16_bits(ld_hint(static_cast<const uint16_t*>(w.scales) + r * (w.cols / 32) + g, pol));
   } else if constexpr (F >= kINT2) {
     constexpr int b = code_bits<F>();
     const uint8_t* base = w.q + r * w.row_bytes + g * 4 * b;
     if constexpr (b == 4) {
-      raw.a = __ldg(reinterpret_cast<const uint4*>(base));
+      raw.a = ld_hint(reinterpret_cast<const uint4*>(base), pol);
     } else if constexpr (b == 2) {
-      const uint2 v = __ldg(reinterpret_cast<const uint2*>(base));
+      const uint2 v = ld_hint(reinterpret_cast<const uint2*>(base), pol);
       raw.a.x = v.x, raw.a.y = v.y;
     } else {
       const uint32_t* p = reinterpret_cast<const uint32_t*>(base);
-      raw.a.x = __ldg(p), raw.a.y = __ldg(p + 1), raw.a.z = __ldg(p + 2);
+      raw.a.x = ld_hint(p, pol), raw.a.y = ld_hint(p + 1, pol), raw.a.z = ld_hint(p + 2, pol);
     }
-    raw.s = group_scale(w, r, g);
+    raw.s = group_scale(w, r, g, pol);
   }
   return raw;
 }

@@ -37,6 +37,7 @@ __global__ void __launch_bounds__(kWarps * 32) w13_decode_kernel(MoeWeights m, c
   const int e = ids[pair];
   const DevWeight w1 = expert_view(m.w1, e), w3 = expert_view(m.w3, e);
   const int lane = threadIdx.x % 32;
+  const uint64_t pol = l2_stream_policy();  // one (token, choice) pair reads its rows once
   const int64_t r0 = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * kW13Rows;
   const int64_t groups = m.hidden / 32;
   if constexpr (GPL > 0) {
@@ -47,8 +48,8 @@ __global__ void __launch_bounds__(kWarps * 32) w13_decode_kernel(MoeWeights m, c
 #pragma unroll
         for (int i = 0; i < kW13Rows; ++i) {
           const int64_t r = min(r0 + i, m.inter - 1);
-          r1[j][i] = load_group<F>(w1, r, lane + 32 * j);
-          r3[j][i] = load_group<F>(w3, r, lane + 32 * j);
+          r1[j][i] = load_group<F>(w1, r, lane + 32 * j, pol);
+          r3[j][i] = load_group<F>(w3, r, lane + 32 * j, pol);
         }
       }
     stage_vectors(xs, x + (pair / K) * m.hidden, m.hidden, m.hidden, 1);
@@ -80,8 +81,8 @@ __global__ void __launch_bounds__(kWarps * 32) w13_decode_kernel(MoeWeights m, c
 #pragma unroll
     for (int i = 0; i < kW13Rows; ++i) {
       const int64_t r = min(r0 + i, m.inter - 1);
-      r1[i] = load_group<F>(w1, r, lane);
-      r3[i] = load_group<F>(w3, r, lane);
+      r1[i] = load_group<F>(w1, r, lane, pol);
+      r3[i] = load_group<F>(w3, r, lane, pol);
     }
   }
   stage_vectors(xs, x + (pair / K) * m.hidden, m.hidden, m.hidden, 1);
@@ -96,8 +97,8 @@ __global__ void __launch_bounds__(kWarps * 32) w13_decode_kernel(MoeWeights m, c
 #pragma unroll
       for (int i = 0; i < kW13Rows; ++i) {
         const int64_t r = min(r0 + i, m.inter - 1);
-        n1[i] = load_group<F>(w1, r, grp + 32);
-        n3[i] = load_group<F>(w3, r, grp + 32);
+        n1[i] = load_group<F>(w1, r, grp + 32, pol);
+        n3[i] = load_group<F>(w3, r, grp + 32, pol);
       }
     }
     float xv[32];
@@ -133,6 +134,7 @@ __global__ void __launch_bounds__(kWarps * 32) w2_decode_kernel(MoeWeights m, co
   const int64_t pair = blockIdx.y;
   const DevWeight w2 = expert_view(m.w2, ids[pair]);
   const int lane = threadIdx.x % 32;
+  const uint64_t pol = l2_stream_policy();  // one (token, choice) pair reads its rows once
   const int64_t r0 = (int64_t(blockIdx.x) * kWarps + threadIdx.x / 32) * kW2Rows;
   const int64_t groups = m.inter / 32;
   float acc[kW2Rows] = {};
@@ -142,7 +144,7 @@ __global__ void __launch_bounds__(kWarps * 32) w2_decode_kernel(MoeWeights m, co
     for (int j = 0; j < GPL; ++j)
       if (lane + 32 * j < groups) {
 #pragma unroll
-        for (int i = 0; i < kW2Rows; ++i) raw[j][i] = load_group<F>(w2, min(r0 + i, m.hidden - 1), lane + 32 * j);
+        for (int i = 0; i < kW2Rows; ++i) raw[j][i] = load_group<F>(w2, min(r0 + i, m.hidden - 1), lane + 32 * j, pol);
       }
     stage_vectors(as, a + pair * m.inter, m.inter, m.inter, 1);
     stage_codebook(cb2, w2);
@@ -160,7 +162,7 @@ __global__ void __launch_bounds__(kWarps * 32) w2_decode_kernel(MoeWeights m, co
   RawGroup raw[kW2Rows];
   if (GPL == 0 && lane < groups) {
 #pragma unroll
-    for (int i = 0; i < kW2Rows; ++i) raw[i] = load_group<F>(w2, min(r0 + i, m.hidden - 1), lane);
+    for (int i = 0; i < kW2Rows; ++i) raw[i] = load_group<F>(w2, min(r0 + i, m.hidden - 1), lane, pol);
   }
   if (GPL == 0) {
     stage_vectors(as, a + pair * m.inter, m.inter, m.inter, 1);
@@ -172,7 +174,7 @@ __global__ void __launch_bounds__(kWarps * 32) w2_decode_kernel(MoeWeights m, co
     RawGroup next[kW2Rows];
     if (more) {
 #pragma unroll
-      for (int i = 0; i < kW2Rows; ++i) next[i] = load_group<F>(w2, min(r0 + i, m.hidden - 1), grp + 32);
+      for (int i = 0; i < kW2Rows; ++i) next[i] = load_group<F>(w2, min(r0 + i, m.hidden - 1), grp + 32, pol);
     }
     float xv[32];
     load_x32(as + grp * kPadGroup, xv);

@@ -69,7 +69,7 @@ __device__ void stage_scales(const DevWeight (&w)[N], int64_t row0, int R, float
 #pragma unroll
       for (int c = 0; c < kScaleChunks; ++c) {
         const int64_t i = threadIdx.x + c * int64_t(blockDim.x);
-        if (i < n8) v[m][c] = __ldg(src[m] + i);
+        if (i < n8) v[m][c] = ld_stream(src[m] + i);
       }
 #pragma unroll
     for (int m = 0; m < N; ++m)
@@ -92,7 +92,7 @@ __device__ void stage_scales(const DevWeight (&w)[N], int64_t row0, int R, float
   for (int m = 0; m < N; ++m) {
     const uint16_t* sc = static_cast<const uint16_t*>(w[m].scales);
     for (int64_t i = threadIdx.x; i < R * S; i += blockDim.x)
-      put(m, i / S, i % S, f16_bits(__ldg(sc + min(row0 + i / S, w[m].rows - 1) * S + i % S)));
+      put(m, i / S, i % S, f16_bits(ld_stream(sc + min(row0 + i / S, w[m].rows - 1) * S + i % S)));
   }
 }
 
@@ -105,7 +105,7 @@ __device__ __forceinline__ void load_run(uint32_t (&u)[N][4], const uint32_t* co
   for (int j = 0; j < 4; ++j) {
     const int64_t g = 4 * run + j;
 #pragma unroll
-    for (int i = 0; i < N; ++i) u[i][j] = g < g_end ? __ldg(p[i] + 4 * g) : 0u;
+    for (int i = 0; i < N; ++i) u[i][j] = g < g_end ? ld_stream(p[i] + 4 * g) : 0u;
   }
 }
 

@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 
+#include "backend/cuda/kernels/cache_policy.cuh"
+
 namespace moeq::cuda {
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
@@ -50,12 +52,14 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
 }
 
 // Copies `bytes` (a multiple of 16; both addresses 16-byte aligned) from global to shared memory;
-// completion is counted on `bar`.
+// completion is counted on `bar`. The source is read with the streaming L2 policy
+// (cache_policy.cuh): these are weights, read once per step.
 __device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_addr(dst)),
-      "l"(src), "r"(bytes), "r"(smem_addr(bar))
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(
+          smem_addr(dst)),
+      "l"(src), "r"(bytes), "r"(smem_addr(bar)), "l"(l2_stream_policy())
       : "memory");
 #endif
 }
