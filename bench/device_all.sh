@@ -2,7 +2,7 @@
 # The GPU machine's whole job in one call (device time is scarce): build for Hopper, run the
 # backend parity tests (with `sanitize`: under compute-sanitizer memcheck and racecheck; SANITIZE_TOOLS
 # and SANITIZE_FILTER narrow it), then the synthetic MiniMax-M2 benchmarks. Logs go to $OUT (or out/).
-#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [trace] [probe] [ncu]
+#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [trace] [probe] [chain] [ncu|ncuattn]
 #   (default: parity sanitize bench batch). pdloff / nostream: the decode without programmatic
 #   dependent launch / with the register-loading expert kernels, for comparison; trace: per-kernel
 #   timeline of the graph-replayed step (bench/kernel_trace.cpp); probe: read bandwidth
@@ -16,6 +16,7 @@ what="${*:-parity sanitize bench batch}"   # also: ncu (hardware counters of the
 targets="moeq test_backend_parity"
 [[ "${*:-}" == *trace* ]] && targets="$targets moeq_kernel_trace"
 [[ "${*:-}" == *probe* ]] && targets="$targets read_patterns_probe"
+[[ "${*:-}" == *chain* || "${*:-}" == *ncuattn* ]] && targets="$targets chain_latency_probe"
 bash scripts/device/build.sh --target $targets 2>&1 | grep -E "error|warning: unused" | head -20
 export LD_LIBRARY_PATH=/tmp/moeq-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/gpu.txt"
@@ -53,7 +54,19 @@ fi
 if [[ $what == *probe* ]]; then  # read bandwidth of the MoE access patterns (bench/probes/read_patterns.cu)
   timeout 240 build-dev/bench/read_patterns_probe 2>&1 | tee "$out/read-patterns.log"
 fi
-if [[ $what == *ncu* ]]; then
+if [[ $what == *chain* ]]; then  # per-launch cost of the short decode kernels in a PDL chain
+  timeout 120 build-dev/bench/chain_latency_probe 2>&1 | tee "$out/chain-latency.log"
+fi
+if [[ $what == *ncuattn* ]]; then
+  # Hardware counters and per-instruction stall samples of the decode attention and its merge,
+  # from the chain probe (ncu serialises the launches; caches flushed between passes).
+  timeout 200 ncu --clock-control none --set full --import-source no --kernel-name regex:"attention_decode|decode_merge" \
+    --launch-skip 4 --launch-count 2 -o "$out/attention" build-dev/bench/chain_latency_probe > "$out/ncu-attention-run.log" 2>&1
+  echo "ncu attention: exit $?"
+  ncu -i "$out/attention.ncu-rep" --page source --csv --print-source sass > "$out/attention-sass.csv" 2>&1
+  ncu -i "$out/attention.ncu-rep" > "$out/attention-details.txt" 2>&1
+  grep -E "Duration|Issued Instructions  |Registers Per|Achieved Active|Warp Cycles Per Issued|No Eligible" "$out/attention-details.txt"
+elif [[ $what == *ncu* ]]; then
   # Hardware counters of one decode step's kernels (1 layer, no graphs so kernels are separate).
   k='regex:attention_decode|moe_stream|w13_decode|w2_decode|w13_mma|w2_mma|gemv_kernel|qk_norm_rope|router_kernel|rmsnorm'
   timeout 300 ncu --clock-control none --kernel-name "$k" --launch-skip 40 --launch-count 14 \

@@ -204,6 +204,26 @@ TEST_F(Parity, AttentionMixedBatchesOverTheCache) {
       ps3.push_back(1 + i / 2);
     }
     run(sl3, ps3, "mixed sequences");
+    // Up to 16 tokens (the decode kernel, which writes the cache itself): a short chunk of slot 0
+    // whose tokens see each other's rows, interleaved with slot 2; then slot 1 rewriting two
+    // rows with old rows between them.
+    run({0, 2, 0, 0, 2, 0}, {16, 16, 17, 18, 17, 19}, "short chunks");
+    run({1, 1}, {ctx - 25, ctx - 22}, "rows rewritten around cached ones");
+    // The same inputs attended twice with no upload between: the second launch may not read the
+    // cache before its dependency wait (the first one writes it).
+    {
+      auto q = both(test::randn(size_t(2 * nh * hd), rng), {2, int64_t(nh) * hd});
+      auto k = both(test::randn(size_t(2 * kvd), rng), {2, kvd});
+      auto v = both(test::randn(size_t(2 * kvd), rng), {2, kvd});
+      auto s = both_i32({0, 2}, {2});
+      auto p = both_i32({20, 18}, {2});
+      std::array<std::pair<Tensor, Tensor>, 2> o = {poisoned({2, int64_t(nh) * hd}), poisoned({2, int64_t(nh) * hd})};
+      for (auto& out : o) {
+        cpu.attention(q.first, k.first, v.first, kc, 1, p.first, s.first, nh, nkv, hd, out.first);
+        gpu->attention(q.second, k.second, v.second, kg, 1, p.second, s.second, nh, nkv, hd, out.second);
+      }
+      for (auto& out : o) EXPECT_LT(compare(out.first, out.second), kF32Tol) << "repeat, nh=" << nh;
+    }
   }
 }
 

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "backend/cuda/cuda_check.h"
@@ -58,6 +59,13 @@ constexpr int64_t kAttnBlocksPerSm = 4;
 int attn_blocks_per_sm() {
   static const int n = int(env_knob("MOEQ_ATTN_BLOCKS_PER_SM", kAttnBlocksPerSm, 1, 16));
   return n;
+}
+
+// The decode attention's loads of cache rows before its dependency wait (attention_decode.cu);
+// MOEQ_ATTN_EARLY=0 turns them off, for comparison.
+bool pdl_early_reads() {
+  static const bool on = env_knob("MOEQ_ATTN_EARLY", 1, 0, 1) != 0;
+  return on;
 }
 
 // MoE decode of 4-bit experts through the streaming kernels (TMA into shared memory, persistent
@@ -191,6 +199,7 @@ class CudaBackend final : public Backend {
 
   void to_device(const Tensor& dst, const void* src) override {
     if (dst.nbytes()) CUDA_CHECK(cudaMemcpyAsync(dst.data(), src, dst.nbytes(), cudaMemcpyHostToDevice, stream_));
+    attended_.clear();  // every kernel before the copy has finished when the next one starts
   }
 
   void to_host(void* dst, const Tensor& src) override {
@@ -337,13 +346,10 @@ class CudaBackend final : public Backend {
     const int64_t slot_stride = int64_t(kv.ctx) * kv_dim;
     float* kc = kv.k.as<float>() + int64_t(layer) * kv.slots * slot_stride;
     float* vc = kv.v.as<float>() + int64_t(layer) * kv.slots * slot_stride;
-    cuda::kv_write(k.as<float>(), v.as<float>(), positions.as<int32_t>(), slots.as<int32_t>(), T, kc, vc, slot_stride,
-                   int(kv_dim), kv.ctx, stream_);
-    if (T > kDecodeTokens && cuda::flash_attention_supported(head_dim)) {
-      cuda::flash_attention(q.as<float>(), kc, vc, positions.as<int32_t>(), slots.as<int32_t>(), T, n_heads, n_kv_heads,
-                            head_dim, slot_stride, out.as<float>(), stream_);
-      return;
-    }
+    // The decode kernel may read this layer's cache before its dependency wait only if no kernel
+    // still in flight writes it: none has attended over it since the last upload (a copy from
+    // the host waits for every kernel before it; each forward uploads its positions).
+    const bool early = attended_.insert(kc).second;
     const int splits = cuda::attention_splits(T, n_kv_heads, kv.ctx, sm_count_ * attn_blocks_per_sm());
     cuda::AttnScratch sc;
     if (splits > 1) {
@@ -351,6 +357,19 @@ class CudaBackend final : public Backend {
       sc.partial_o = scratch_f32("attn_o", n * head_dim);
       sc.partial_ml = scratch_f32("attn_ml", n * 2);
       sc.capacity_splits = n;
+    }
+    if (cuda::attention_decode_supported(T, n_heads, n_kv_heads, head_dim)) {
+      cuda::attention_decode(q.as<float>(), k.as<float>(), v.as<float>(), kc, vc, positions.as<int32_t>(),
+                             slots.as<int32_t>(), T, n_heads, n_kv_heads, head_dim, slot_stride, splits,
+                             early && pdl_early_reads(), sc, out.as<float>(), stream_);
+      return;
+    }
+    cuda::kv_write(k.as<float>(), v.as<float>(), positions.as<int32_t>(), slots.as<int32_t>(), T, kc, vc, slot_stride,
+                   int(kv_dim), kv.ctx, stream_);
+    if (T > kDecodeTokens && cuda::flash_attention_supported(head_dim)) {
+      cuda::flash_attention(q.as<float>(), kc, vc, positions.as<int32_t>(), slots.as<int32_t>(), T, n_heads, n_kv_heads,
+                            head_dim, slot_stride, out.as<float>(), stream_);
+      return;
     }
     cuda::attention(q.as<float>(), kc, vc, positions.as<int32_t>(), slots.as<int32_t>(), T, n_heads, n_kv_heads,
                     head_dim, slot_stride, kv.ctx, splits, sc, out.as<float>(), stream_);
@@ -670,6 +689,7 @@ class CudaBackend final : public Backend {
   std::string name_;
   std::shared_ptr<void> bad_id_;
   std::map<std::pair<int, double>, Tensor> inv_freq_;
+  std::set<const float*> attended_;  // layers' caches attended over since the last upload
   std::map<std::string, std::pair<std::shared_ptr<void>, size_t>> scratch_;
   bool profiling_ = false;
   std::vector<std::tuple<std::string, cudaEvent_t, cudaEvent_t>> events_;

@@ -56,11 +56,24 @@ struct AttnScratch {
   float* partial_ml = nullptr;   // [T][n_heads][splits][2]
   int64_t capacity_splits = 0;   // T * n_heads * splits the buffers hold
 };
-// Splits of the cache for about target_blocks blocks (at least 32 positions per split).
+constexpr int kAttentionMaxSplits = 128;
+// Splits of the cache for about target_blocks blocks (at least 32 positions per split, at most
+// kAttentionMaxSplits).
 int attention_splits(int64_t T, int n_kv_heads, int ctx, int target_blocks);
+// The general kernel (any GQA group and head size; the cache already written), then the merge.
 void attention(const float* q, const float* kc, const float* vc, const int32_t* pos, const int32_t* slots, int64_t T,
                int n_heads, int n_kv_heads, int head_dim, int64_t slot_stride, int ctx, int splits,
                const AttnScratch& scratch, float* out, cudaStream_t s);
+
+// ---- attention_decode.cu: a few tokens over the cache, with the cache write of their k, v rows ----
+constexpr int64_t kAttentionDecodeTokens = 16;
+bool attention_decode_supported(int64_t T, int n_heads, int n_kv_heads, int head_dim);
+// `early`: no kernel still in flight writes pos, slots or this layer's cache (kc, vc), so the
+// kernel may read the cache rows before its programmatic dependency wait (attention_decode.cu).
+void attention_decode(const float* q, const float* k, const float* v, float* kc, float* vc, const int32_t* pos,
+                      const int32_t* slots, int64_t T, int n_heads, int n_kv_heads, int head_dim,
+                      int64_t slot_stride, int splits, bool early, const AttnScratch& scratch, float* out,
+                      cudaStream_t s);
 
 // ---- flash_attention.cu: prefill attention on tensor cores (bf16 operands, f32 accumulation) ----
 bool flash_attention_supported(int head_dim);

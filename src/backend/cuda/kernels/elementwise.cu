@@ -164,6 +164,10 @@ __global__ void qk_norm_rope_reg_kernel(float* q, float* k, const float* qw, con
   float wv[kNormPerThread], wp[kNormPerThread], xv[kNormPerThread], xp[kNormPerThread];
 #pragma unroll
   for (int j = 0; j < kNormPerThread; ++j) wv[j] = ld_cg_ordered(w + ii[j]), wp[j] = ld_cg_ordered(w + pi[j]);
+  // The angles before the wait too: positions come from the host (a copy, which every kernel in
+  // flight precedes; no kernel writes them) and the frequencies are a constant table.
+  const float p = float(__float_as_int(ld_cg_ordered(reinterpret_cast<const float*>(pos + t))));
+  for (int d = threadIdx.x; d < half; d += blockDim.x) sincosf(p * ld_cg_ordered(inv_freq + d), &sn_s[d], &cs_s[d]);
   pdl_wait();
   float* row = (is_q ? q : k) + t * dim;
 #pragma unroll
@@ -172,8 +176,6 @@ __global__ void qk_norm_rope_reg_kernel(float* q, float* k, const float* qw, con
 #pragma unroll
   for (int j = 0; j < kNormPerThread; ++j)
     if (int(threadIdx.x) + j * int(blockDim.x) < dim) ss += xv[j] * xv[j];
-  const float p = float(pos[t]);
-  for (int d = threadIdx.x; d < half; d += blockDim.x) sincosf(p * inv_freq[d], &sn_s[d], &cs_s[d]);
   ss = block_sum(ss, red);  // synchronises: every read above is done, the angles are visible
   const float inv = 1.0f / sqrtf(ss / float(dim) + eps);
 #pragma unroll

@@ -6,10 +6,13 @@
 // its writes are visible. Rules for every kernel launched through `launch`:
 //   * every block calls pdl_wait() before it reads anything an earlier kernel wrote and before it
 //     writes any global memory (so that a grid's completion still implies its predecessors');
-//   * nothing but read-only data (weights, codebooks) is touched before pdl_wait(); the one
-//     exception is a kernel whose predecessor triggers its dependents only after its own
-//     pdl_wait(): it may read what the kernels before that predecessor wrote (the MoE w2 decode
-//     kernel reads the router's choices early this way; both w1/w3 decode kernels trigger late).
+//   * nothing but read-only data (weights, codebooks) is touched before pdl_wait(), with three
+//     exceptions: (1) a kernel whose predecessor triggers its dependents only after its own
+//     pdl_wait() may read what the kernels before that predecessor wrote (the MoE w2 decode
+//     kernel reads the router's choices early this way; both w1/w3 decode kernels trigger late);
+//     (2) token positions, which only copies from the host write (qk_norm_rope_reg_kernel);
+//     (3) the decode attention's cache rows, when the backend has seen a copy from the host
+//     since the layer's cache was last written (attention_decode.cu, `early`).
 // Without the attribute (MOEQ_PDL=0, or kernels launched with <<<>>>) both calls are no-ops.
 #pragma once
 #include <cuda_runtime.h>
