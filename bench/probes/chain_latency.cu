@@ -16,15 +16,7 @@
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/kernels/launch.cuh"
-
-#define CHECK(x)                                                                         \
-  do {                                                                                   \
-    const cudaError_t e_ = (x);                                                          \
-    if (e_ != cudaSuccess) {                                                             \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));  \
-      std::exit(1);                                                                      \
-    }                                                                                    \
-  } while (0)
+#include "probe_check.h"
 
 using namespace moeq::cuda;
 

@@ -358,7 +358,7 @@ class CudaBackend final : public Backend {
       sc.partial_ml = scratch_f32("attn_ml", n * 2);
       sc.capacity_splits = n;
     }
-    if (cuda::attention_decode_supported(T, n_heads, n_kv_heads, head_dim) && slot_stride < (int64_t(1) << 31)) {
+    if (cuda::attention_decode_supported(T, n_heads, n_kv_heads, head_dim, slot_stride)) {
       cuda::attention_decode(q.as<float>(), k.as<float>(), v.as<float>(), kc, vc, positions.as<int32_t>(),
                              slots.as<int32_t>(), T, n_heads, n_kv_heads, head_dim, slot_stride, splits,
                              early && pdl_early_reads(), sc, out.as<float>(), stream_);

@@ -67,10 +67,10 @@ void attention(const float* q, const float* kc, const float* vc, const int32_t* 
 
 // ---- attention_decode.cu: a few tokens over the cache, with the cache write of their k, v rows ----
 constexpr int64_t kAttentionDecodeTokens = 16;
-bool attention_decode_supported(int64_t T, int n_heads, int n_kv_heads, int head_dim);
+// Rows within a slot are indexed in 32 bits: slot_stride (ctx * kv_dim) must be below 2^31.
+bool attention_decode_supported(int64_t T, int n_heads, int n_kv_heads, int head_dim, int64_t slot_stride);
 // `early`: no kernel still in flight writes pos, slots or this layer's cache (kc, vc), so the
 // kernel may read the cache rows before its programmatic dependency wait (attention_decode.cu).
-// Rows within a slot are indexed in 32 bits: slot_stride (ctx * kv_dim) must be below 2^31.
 void attention_decode(const float* q, const float* k, const float* v, float* kc, float* vc, const int32_t* pos,
                       const int32_t* slots, int64_t T, int n_heads, int n_kv_heads, int head_dim,
                       int64_t slot_stride, int splits, bool early, const AttnScratch& scratch, float* out,

@@ -8,9 +8,11 @@
 // the group's maximum, and one exp2 per (row, head) per lane feeds the online softmax. For P V the
 // lanes split the dimensions instead (lane l owns dims D l .. D l + D - 1 of all 8 V rows) and read
 // P from shared memory. The version this replaced reduced every score over all 32 lanes (five
-// shuffles per head and position) and evaluated the softmax's exponentials on every lane: 363
-// instructions per (position, kv head) against about 80 here, and it was bound by issuing them
-// (13 us for 2048 positions of MiniMax-M2, whether the cache came from DRAM or L2).
+// shuffles per head and position) and evaluated the softmax's exponentials on every lane, and
+// spent most of its time issuing them (13 us for 2048 positions of MiniMax-M2 whether the cache
+// came from DRAM or L2). Measured with ncu on an H100 (docs/PERF.md): 5.95 M warp instructions
+// for those positions then, 2.64 M here; the kernel is now bound by load latency, and the decode
+// step did not get faster (its cache reads now overlap the projections' weight reads).
 //
 // The cache write of this step's k and v rows is fused in (block split 0 writes them), so no
 // block reads a cache row that this launch writes: rows a token of this launch writes come from
@@ -346,17 +348,17 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(const float
 
 }  // namespace
 
-bool attention_decode_supported(int64_t T, int n_heads, int n_kv_heads, int head_dim) {
+bool attention_decode_supported(int64_t T, int n_heads, int n_kv_heads, int head_dim, int64_t slot_stride) {
   return T >= 1 && T <= kAttentionDecodeTokens && n_kv_heads > 0 && n_heads % n_kv_heads == 0 &&
-         n_heads / n_kv_heads <= 8 && (head_dim == 64 || head_dim == 128);
+         n_heads / n_kv_heads <= 8 && (head_dim == 64 || head_dim == 128) && slot_stride < (int64_t(1) << 31);
 }
 
 void attention_decode(const float* q, const float* k, const float* v, float* kc, float* vc, const int32_t* pos,
                       const int32_t* slots, int64_t T, int n_heads, int n_kv_heads, int head_dim,
                       int64_t slot_stride, int splits, bool early, const AttnScratch& scratch, float* out,
                       cudaStream_t s) {
-  if (!attention_decode_supported(T, n_heads, n_kv_heads, head_dim) || splits < 1 || splits > kAttentionMaxSplits ||
-      slot_stride >= (int64_t(1) << 31))
+  if (!attention_decode_supported(T, n_heads, n_kv_heads, head_dim, slot_stride) || splits < 1 ||
+      splits > kAttentionMaxSplits)
     fail_cuda(cudaErrorInvalidValue, "attention_decode: unsupported shape or splits", __FILE__, __LINE__);
   if (splits > 1 && T * n_heads * splits > scratch.capacity_splits)
     fail_cuda(cudaErrorInvalidValue, "attention_decode: scratch too small", __FILE__, __LINE__);
