@@ -2,11 +2,12 @@
 # The GPU machine's whole job in one call (device time is scarce): build for Hopper, run the
 # backend parity tests (with `sanitize`: under compute-sanitizer memcheck and racecheck; SANITIZE_TOOLS
 # and SANITIZE_FILTER narrow it), then the synthetic MiniMax-M2 benchmarks. Logs go to $OUT (or out/).
-#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [trace] [probe] [chain] [ncu|ncuattn]
+#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [ab] [trace] [probe] [chain] [ncu|ncuattn]
 #   (default: parity sanitize bench batch). pdloff / nostream: the decode without programmatic
 #   dependent launch / with the register-loading expert kernels, for comparison; trace: per-kernel
 #   timeline of the graph-replayed step (bench/kernel_trace.cpp); probe: read bandwidth
-#   of the MoE access patterns (bench/probes/read_patterns.cu); ncu: hardware counters.
+#   of the MoE access patterns (bench/probes/read_patterns.cu); ncu: hardware counters; ab: the
+#   decode benchmark once per knob setting of AB (see below).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-out}"
@@ -43,6 +44,16 @@ if [[ $what == *nostream* ]]; then  # the same decode with the register-loading 
 fi
 if [[ $what == *batch* ]]; then
   build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 64 --batch 16 --json 2>&1 | tee "$out/bench-mq4-b16.log" | grep -E "decode|prefill|layers"
+fi
+if [[ $what == *ab* ]]; then
+  # Knob comparisons in one call: AB="MOEQ_X=0;MOEQ_X=1;..." runs the decode benchmark once per
+  # setting, in that order (repeat a setting to see the run-to-run spread).
+  IFS=';' read -ra settings <<< "${AB:-MOEQ_PREFETCH_MB=0;MOEQ_PREFETCH_MB=32}"
+  for cfg in "${settings[@]}"; do
+    echo "== $cfg"
+    env $cfg build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen ${AB_GEN:-128} 2>&1 \
+      | tee -a "$out/ab.log" | grep -E "decode|achieved"
+  done
 fi
 if [[ $what == *trace* ]]; then
   # Per-kernel timeline of the graph-replayed decode steps (CUPTI, bench/kernel_trace.cpp): where

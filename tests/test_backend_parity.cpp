@@ -11,6 +11,7 @@
 //   rounded to f16 (relative 2^-11 per element, f32 accumulation), twice (w1/w3, then w2): 2e-3
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -315,6 +316,71 @@ TEST_F(Parity, MoeExpertsDecodeAndPrefill) {
       const bool f16_act = cs.f13.rfind("int4_", 0) == 0 || cs.f2.rfind("int4_", 0) == 0;
       const double tol = T > kMoeDecodeTokens ? kTensorCoreTol : f16_act ? kF16ActTol : kF32Tol;
       EXPECT_LT(compare(o.first, o.second), tol) << cs.f13 << "/" << cs.f2 << " H=" << cs.H << " T=" << T;
+    }
+  }
+}
+
+// The MoE block with its routing, then normed = rmsnorm(h): on the GPU (4-bit experts, <= 4
+// tokens) the router's logits product, one streaming launch that routes in every block and leaves
+// the K rows of y, and a kernel that sums them into h and normalises; otherwise the ops in turn.
+// The gate reads one input per expert (4 x_e), and those inputs are a shuffled grid per token, so
+// no two experts' scores are close and both sides choose the same experts. normed aliases x in
+// half the runs, as in the model's layer loop.
+TEST_F(Parity, MoeBlockRmsNormFused) {
+  struct Case {
+    int64_t H, I, E, K;
+    std::string f13, f2;
+  };
+  for (const Case& cs : std::vector<Case>{{3072, 1536, 16, 8, "int4_g32", "int4_g32"},
+                                          {3072, 1536, 16, 8, "int4_g32", "int4_g128"},
+                                          {416, 160, 16, 4, "int4_g32", "int4_g32"},
+                                          {384, 128, 16, 4, "fp8_b128", "fp8_b128"}}) {
+    std::vector<QuantizedWeight> w1, w2, w3;
+    for (int64_t e = 0; e < cs.E; ++e) {
+      w1.push_back(weight(cs.f13, cs.I, cs.H));
+      w2.push_back(weight(cs.f2, cs.H, cs.I));
+      w3.push_back(weight(cs.f13, cs.I, cs.H));
+    }
+    auto ec = cpu.upload_experts(w1, w2, w3);
+    auto eg = gpu->upload_experts(w1, w2, w3);
+    std::vector<float> gate(size_t(cs.E * cs.H), 0.0f), imp(size_t(cs.H), 1.0f);
+    for (int64_t e = 0; e < cs.E; ++e) gate[size_t(e * cs.H + e)] = 4.0f;
+    const QuantizedWeight gq = format_ops("f32").quantize({gate.data(), cs.E, cs.H, imp.data()});
+    auto gc = cpu.upload_weight(gq);
+    auto gg = gpu->upload_weight(gq);
+    auto bias = both(std::vector<float>(size_t(cs.E), 0.0f), {cs.E});
+    auto g = both(test::randn(size_t(cs.H), rng), {cs.H});
+    for (int64_t T : {1, 3, 4, 5}) {
+      for (bool alias : {false, true}) {
+        std::vector<float> xv = test::randn(size_t(T * cs.H), rng);
+        for (int64_t t = 0; t < T; ++t) {
+          std::vector<float> grid(static_cast<size_t>(cs.E));
+          for (int64_t e = 0; e < cs.E; ++e) grid[size_t(e)] = 0.25f * float(e - cs.E / 2);
+          std::shuffle(grid.begin(), grid.end(), rng);
+          std::copy(grid.begin(), grid.end(), xv.begin() + t * cs.H);
+        }
+        auto x = both(xv, {T, cs.H});
+        auto h = both(test::randn(size_t(T * cs.H), rng, 4.0f), {T, cs.H});
+        auto ids = both_i32(std::vector<int32_t>(size_t(T * cs.K), -1), {T, cs.K});
+        auto wt = poisoned({T, cs.K});
+        auto tmp = poisoned({T, cs.H});
+        auto own = poisoned({T, cs.H});
+        const auto& normed = alias ? x : own;
+        cpu.moe_block_rmsnorm(x.first, *gc, bias.first, int(cs.K), ids.first, wt.first, *ec, h.first, tmp.first,
+                              g.first, 1e-6f, normed.first);
+        gpu->moe_block_rmsnorm(x.second, *gg, bias.second, int(cs.K), ids.second, wt.second, *eg, h.second,
+                               tmp.second, g.second, 1e-6f, normed.second);
+        std::vector<int32_t> ic(size_t(T * cs.K)), ig(size_t(T * cs.K));
+        cpu.to_host(ic.data(), ids.first);
+        gpu->to_host(ig.data(), ids.second);
+        const std::string what = cs.f13 + "/" + cs.f2 + " T=" + std::to_string(T) + (alias ? " aliased" : "");
+        EXPECT_EQ(ic, ig) << what;
+        EXPECT_LT(compare(wt.first, wt.second), kF32Tol) << what;
+        const bool f16_act = cs.f13.rfind("int4_", 0) == 0;
+        const double tol = T > kMoeDecodeTokens ? kTensorCoreTol : f16_act ? kF16ActTol : kF32Tol;
+        EXPECT_LT(compare(h.first, h.second), tol) << what;
+        EXPECT_LT(compare(normed.first, normed.second), tol) << what;
+      }
     }
   }
 }

@@ -59,6 +59,15 @@ void Backend::moe_experts_add(const Tensor& x, const Tensor& ids, const Tensor& 
   add(out, tmp, out);
 }
 
+void Backend::moe_block_rmsnorm(const Tensor& x, const BackendWeight& gate, const Tensor& bias, int top_k,
+                                const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
+                                const Tensor& h, const Tensor& tmp, const Tensor& norm_weight, float eps,
+                                const Tensor& normed) {
+  router(x, gate, bias, top_k, ids, weights);
+  moe_experts_add(x, ids, weights, experts, h, tmp);
+  rmsnorm(h, norm_weight, eps, normed);
+}
+
 std::unique_ptr<BackendWeight> Backend::synthetic_weight(const std::string& format, int64_t rows, int64_t cols,
                                                          uint64_t seed) {
   return upload_weight(synthetic_host_weight(format, rows, cols, seed));

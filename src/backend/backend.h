@@ -100,6 +100,14 @@ class Backend {
   virtual void linear_add(const Tensor& x, const BackendWeight& w, const Tensor& out, const Tensor& tmp);
   virtual void moe_experts_add(const Tensor& x, const Tensor& ids, const Tensor& weights,
                                const BackendExperts& experts, const Tensor& out, const Tensor& tmp);
+  // The MoE block with its routing and the RMSNorm after it (the next layer's input norm, or the
+  // final norm): router(x, gate, bias, top_k, ids, weights); h += moe(x) as moe_experts_add; then
+  // normed = rmsnorm(h) * norm_weight (normed may alias x). Fused where a backend can (the default
+  // calls router, moe_experts_add and rmsnorm).
+  virtual void moe_block_rmsnorm(const Tensor& x, const BackendWeight& gate, const Tensor& bias, int top_k,
+                                 const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
+                                 const Tensor& h, const Tensor& tmp, const Tensor& norm_weight, float eps,
+                                 const Tensor& normed);
   // ids[t] = argmax of logits row t (lowest index on ties): greedy sampling where the logits are.
   virtual void argmax(const Tensor& logits, const Tensor& ids) = 0;
 

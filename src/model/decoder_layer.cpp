@@ -50,8 +50,8 @@ LayerScratch LayerScratch::first(int64_t T) const {
 
 void attention_block(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const Tensor& pos,
                      const Tensor& slots, KVCache& kv, int cache_layer, const LayerScratch& s,
-                     const AttentionTaps* taps) {
-  be.rmsnorm(h, L.input_norm, c.rms_norm_eps, s.x);
+                     const AttentionTaps* taps, bool input_normed) {
+  if (!input_normed) be.rmsnorm(h, L.input_norm, c.rms_norm_eps, s.x);
   if (taps && taps->qkv_input) taps->qkv_input(s.x);
   be.linear3(s.x, *L.q, s.q, *L.k, s.k, *L.v, s.v);
   if (c.use_qk_norm) {  // RMSNorm over the whole projection, all heads at once, then RoPE
@@ -70,6 +70,12 @@ void attention_block(Backend& be, const ModelConfig& c, const BackendLayer& L, c
 void moe_block(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const LayerScratch& s) {
   be.router(s.x, *L.gate, L.router_bias, c.experts_per_tok, s.route_ids, s.route_w);
   be.moe_experts_add(s.x, s.route_ids, s.route_w, *L.experts, h, s.tmp);
+}
+
+void moe_block_norm(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const LayerScratch& s,
+                    const Tensor& next_norm, const Tensor& normed) {
+  be.moe_block_rmsnorm(s.x, *L.gate, L.router_bias, c.experts_per_tok, s.route_ids, s.route_w, *L.experts, h, s.tmp,
+                       next_norm, c.rms_norm_eps, normed);
 }
 
 }  // namespace moeq

@@ -32,11 +32,16 @@ struct AttentionTaps {
 };
 
 // h += o_proj(attention(q_norm(x Wq), k_norm(x Wk), x Wv)) with x = input_norm(h); then leaves
-// post_norm(h), the MoE block's input, in s.x.
+// post_norm(h), the MoE block's input, in s.x. input_normed: s.x already holds input_norm(h)
+// (moe_block_norm of the layer before computed it).
 void attention_block(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const Tensor& pos,
                      const Tensor& slots, KVCache& kv, int cache_layer, const LayerScratch& s,
-                     const AttentionTaps* taps = nullptr);
+                     const AttentionTaps* taps = nullptr, bool input_normed = false);
 // h += sum_j w_j expert_j(s.x), routed by the layer's router.
 void moe_block(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const LayerScratch& s);
+// moe_block, then normed = rmsnorm(h) * next_norm (the next layer's input norm or the final norm;
+// normed may be s.x): fused on backends that can (Backend::moe_block_rmsnorm).
+void moe_block_norm(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const LayerScratch& s,
+                    const Tensor& next_norm, const Tensor& normed);
 
 }  // namespace moeq

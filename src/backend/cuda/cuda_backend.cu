@@ -406,6 +406,38 @@ class CudaBackend final : public Backend {
     run_moe(x, ids, weights, experts, out, true);
   }
 
+  // Decode on the streaming MoE kernel: the kernel leaves the K rows of y per token, and their
+  // weighted sum happens in the norm's kernel (moe_combine_norm.cu), one step fewer. (Routing
+  // inside the MoE kernel, without the top-k launch, measured slower: docs/PERF.md.)
+  void moe_block_rmsnorm(const Tensor& x, const BackendWeight& gate, const Tensor& bias, int top_k, const Tensor& ids,
+                         const Tensor& weights, const BackendExperts& experts, const Tensor& h, const Tensor& tmp,
+                         const Tensor& norm_weight, float eps, const Tensor& normed) override {
+    const auto& ex = static_cast<const CudaExperts&>(experts);
+    const int64_t T = x.rows(), K = top_k, D = ex.hidden;
+    if (T > moe_decode_tokens() || !moe_stream() || D % 4 != 0 || D > cuda::kCombineNormMaxD || K < 1 ||
+        !cuda::moe_stream_decode_supported(ex.dev, T * K, int(K))) {
+      Backend::moe_block_rmsnorm(x, gate, bias, top_k, ids, weights, experts, h, tmp, norm_weight, eps, normed);
+      return;
+    }
+    router(x, gate, bias, top_k, ids, weights);
+    check(x, T, D, "moe input");
+    check(h, T, D, "moe output");
+    check(normed, T, D, "moe norm output");
+    MOEQ_CHECK(norm_weight.numel() == D, "cuda: norm weight of {} for rows of {}", norm_weight.numel(), D);
+    float* y = scratch_f32("moe_y", T * K * D);
+    {
+      const OpTimer timer(profiling_, events_, "moe experts (decode)", stream_);
+      float* a = scratch_f32("moe_a", T * K * ex.inter);
+      int32_t* tickets = scratch_zeroed_i32("moe_tickets", T * cuda::moe_decode_row_blocks(D) + 2);
+      int32_t* sync = tickets + T * cuda::moe_decode_row_blocks(D);
+      cuda::moe_decode_stream(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T * K, int(K), a, y,
+                              tickets, sync, nullptr, false, stream_, false);
+    }
+    const OpTimer timer(profiling_, events_, "moe sum + rmsnorm", stream_);
+    cuda::moe_combine_rmsnorm(y, weights.as<float>(), T, int(K), D, h.as<float>(), norm_weight.as<float>(), eps,
+                              normed.as<float>(), stream_);
+  }
+
   void linear_add(const Tensor& x, const BackendWeight& w, const Tensor& out, const Tensor& /*tmp*/) override {
     const OpTimer timer(profiling_, events_,
                         profiling_ ? fmt::format("linear {} {}x{}{} +=", w.format, w.rows, w.cols,

@@ -111,7 +111,13 @@ void moe_w2_decode_mma(const MoeWeights& m, const float* a, const int32_t* ids, 
 bool moe_stream_decode_supported(const MoeWeights& m, int64_t pairs, int K);
 void moe_decode_stream(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t pairs, int K,
                        float* a, float* y, int32_t* tickets, int32_t* sync, float* out, bool accumulate,
-                       cudaStream_t s);
+                       cudaStream_t s, bool combine = true);
+// ---- moe_combine_norm.cu: after moe_decode_stream without `combine` (y [T*K][D] written) ----
+// h[t] += sum_k wts[t K + k] y[t K + k] (in order of k), then normed[t] = rmsnorm(h[t]) * w; normed
+// may alias the MoE's input. D % 4 == 0 and D <= kCombineNormMaxD.
+constexpr int64_t kCombineNormMaxD = 6144;
+void moe_combine_rmsnorm(const float* y, const float* wts, int64_t T, int K, int64_t D, float* h, const float* w,
+                         float eps, float* normed, cudaStream_t s);
 // Prefill path: tokens grouped by expert, tensor-core products per expert.
 struct MoeScratch {
   int32_t* counts = nullptr;      // [E]
