@@ -48,7 +48,7 @@ fi
 if [[ $what == *ab* ]]; then
   # Knob comparisons in one call: AB="MOEQ_X=0;MOEQ_X=1;..." runs the decode benchmark once per
   # setting, in that order (repeat a setting to see the run-to-run spread).
-  IFS=';' read -ra settings <<< "${AB:-MOEQ_PREFETCH_MB=0;MOEQ_PREFETCH_MB=32}"
+  IFS=';' read -ra settings <<< "${AB:-MOEQ_MOE_STREAM=1;MOEQ_MOE_STREAM=0}"
   for cfg in "${settings[@]}"; do
     echo "== $cfg"
     env $cfg build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen ${AB_GEN:-128} 2>&1 \

@@ -31,6 +31,12 @@ namespace {
 constexpr double kF32Tol = 1e-5, kTensorCoreTol = 1e-2, kF16ActTol = 2e-3;
 constexpr int64_t kDecodeTokens = 16, kMoeDecodeTokens = 4;
 
+// Experts of one MoE test case: hidden H, intermediate I, E experts, K chosen per token.
+struct MoeCase {
+  int64_t H, I, E, K;
+  std::string f13, f2;
+};
+
 class Parity : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -71,6 +77,16 @@ class Parity : public ::testing::Test {
     std::vector<float> imp = test::randn(size_t(cols), rng);
     for (auto& v : imp) v = v * v + 0.1f;
     return format_ops(fmt).quantize({w.data(), rows, cols, imp.data()});
+  }
+  // The same random experts of a case on both backends.
+  std::pair<std::unique_ptr<BackendExperts>, std::unique_ptr<BackendExperts>> experts(const MoeCase& cs) {
+    std::vector<QuantizedWeight> w1, w2, w3;
+    for (int64_t e = 0; e < cs.E; ++e) {
+      w1.push_back(weight(cs.f13, cs.I, cs.H));
+      w2.push_back(weight(cs.f2, cs.H, cs.I));
+      w3.push_back(weight(cs.f13, cs.I, cs.H));
+    }
+    return {cpu.upload_experts(w1, w2, w3), gpu->upload_experts(w1, w2, w3)};
   }
 };
 
@@ -271,25 +287,14 @@ TEST_F(Parity, ArgmaxWithTies) {
 }
 
 TEST_F(Parity, MoeExpertsDecodeAndPrefill) {
-  struct Case {
-    int64_t H, I, E, K;
-    std::string f13, f2;
-  };
-  for (const Case& cs : std::vector<Case>{{384, 128, 32, 4, "fp8_b128", "fp8_b128"},
-                                          {384, 128, 32, 4, "lloyd3_g32", "int4_g32"},
-                                          {3072, 1536, 32, 8, "lloyd4_g32", "lloyd4_g32"},
-                                          {3072, 1536, 64, 8, "q8_g32", "int2_g32"},
-                                          {3072, 1536, 16, 8, "int4_g32", "int4_g128"},
-                                          {640, 384, 16, 4, "int4_g32", "int4_g32"},
-                                          {416, 160, 16, 4, "int4_g32", "int4_g32"}}) {
-    std::vector<QuantizedWeight> w1, w2, w3;
-    for (int64_t e = 0; e < cs.E; ++e) {
-      w1.push_back(weight(cs.f13, cs.I, cs.H));
-      w2.push_back(weight(cs.f2, cs.H, cs.I));
-      w3.push_back(weight(cs.f13, cs.I, cs.H));
-    }
-    auto ec = cpu.upload_experts(w1, w2, w3);
-    auto eg = gpu->upload_experts(w1, w2, w3);
+  for (const MoeCase& cs : std::vector<MoeCase>{{384, 128, 32, 4, "fp8_b128", "fp8_b128"},
+                                                {384, 128, 32, 4, "lloyd3_g32", "int4_g32"},
+                                                {3072, 1536, 32, 8, "lloyd4_g32", "lloyd4_g32"},
+                                                {3072, 1536, 64, 8, "q8_g32", "int2_g32"},
+                                                {3072, 1536, 16, 8, "int4_g32", "int4_g128"},
+                                                {640, 384, 16, 4, "int4_g32", "int4_g32"},
+                                                {416, 160, 16, 4, "int4_g32", "int4_g32"}}) {
+    auto [ec, eg] = experts(cs);
     for (int64_t T : {1, 4, 5, 16, 17, 200}) {
       std::vector<int32_t> ids(static_cast<size_t>(T * cs.K));
       std::vector<float> wt(static_cast<size_t>(T * cs.K));
@@ -327,22 +332,11 @@ TEST_F(Parity, MoeExpertsDecodeAndPrefill) {
 // no two experts' scores are close and both sides choose the same experts. normed aliases x in
 // half the runs, as in the model's layer loop.
 TEST_F(Parity, MoeBlockRmsNormFused) {
-  struct Case {
-    int64_t H, I, E, K;
-    std::string f13, f2;
-  };
-  for (const Case& cs : std::vector<Case>{{3072, 1536, 16, 8, "int4_g32", "int4_g32"},
-                                          {3072, 1536, 16, 8, "int4_g32", "int4_g128"},
-                                          {416, 160, 16, 4, "int4_g32", "int4_g32"},
-                                          {384, 128, 16, 4, "fp8_b128", "fp8_b128"}}) {
-    std::vector<QuantizedWeight> w1, w2, w3;
-    for (int64_t e = 0; e < cs.E; ++e) {
-      w1.push_back(weight(cs.f13, cs.I, cs.H));
-      w2.push_back(weight(cs.f2, cs.H, cs.I));
-      w3.push_back(weight(cs.f13, cs.I, cs.H));
-    }
-    auto ec = cpu.upload_experts(w1, w2, w3);
-    auto eg = gpu->upload_experts(w1, w2, w3);
+  for (const MoeCase& cs : std::vector<MoeCase>{{3072, 1536, 16, 8, "int4_g32", "int4_g32"},
+                                                {3072, 1536, 16, 8, "int4_g32", "int4_g128"},
+                                                {416, 160, 16, 4, "int4_g32", "int4_g32"},
+                                                {384, 128, 16, 4, "fp8_b128", "fp8_b128"}}) {
+    auto [ec, eg] = experts(cs);
     std::vector<float> gate(size_t(cs.E * cs.H), 0.0f), imp(size_t(cs.H), 1.0f);
     for (int64_t e = 0; e < cs.E; ++e) gate[size_t(e * cs.H + e)] = 4.0f;
     const QuantizedWeight gq = format_ops("f32").quantize({gate.data(), cs.E, cs.H, imp.data()});
