@@ -60,11 +60,9 @@ constexpr int64_t kSmemBudget = 220 * 1024;
 struct MatGeom {
   int64_t cols = 0, groups = 0, row_bytes = 0, pitch = 0;  // pitch: a staged row's stride in bytes
   int64_t spr = 0, scale_bytes = 0;                        // scales per row; one 16-row scale block
-  int64_t half_bytes = 0, stage_bytes = 0;                 // one 32-row half; a tile of `halves` halves
+  int64_t half_bytes = 0, stage_bytes = 0;                 // one 32-row half; a whole tile
   int64_t act_bytes = 0;                                   // one staged activation vector
   int64_t n_rb = 0, tiles = 0;                             // row blocks; tiles = pairs * n_rb
-  int64_t tile_rows = 0;                                   // output rows per tile (w1/w3: 16, w2: 64)
-  int halves = 1;
   int per_warp = 0, sshift = 0;
   bool vec_scales = false;  // 4 scales of a row per 8-byte load
 };
@@ -92,9 +90,7 @@ MatGeom mat_geom(const DevWeight& w, int64_t out_rows, int64_t rows_per_tile, in
   g.spr = w.cols / w.group;
   g.scale_bytes = round_up(16 * g.spr * 2, 16);
   g.half_bytes = 32 * g.pitch + 2 * g.scale_bytes;
-  g.halves = halves;
   g.stage_bytes = halves * g.half_bytes;
-  g.tile_rows = rows_per_tile;
   g.act_bytes = g.groups * 64 + round_up(g.groups * 4, 16);
   g.n_rb = (out_rows + rows_per_tile - 1) / rows_per_tile;
   g.tiles = pairs * g.n_rb;
