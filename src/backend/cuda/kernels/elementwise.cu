@@ -4,6 +4,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/formats.cuh"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kernels/block_sum.cuh"
 #include "backend/cuda/kernels/cache_policy.cuh"
 #include "backend/cuda/kernels/launch.cuh"
 
@@ -29,17 +30,6 @@ __global__ void embedding_kernel(DevWeight table, const int32_t* ids, float* out
 #pragma unroll
     for (int i = 0; i < 32; ++i) out[t * table.cols + g * 32 + i] = v[i];
   }
-}
-
-__device__ __forceinline__ float block_sum(float v, float* red) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  v = lane < nw ? red[lane] : 0.0f;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  __syncthreads();
-  return v;
 }
 
 // Sum of squares of a row of n4 float4s: up to 8 loads per thread issued together (one memory

@@ -7,6 +7,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kernels/block_sum.cuh"
 #include "backend/cuda/kernels/cache_policy.cuh"
 #include "backend/cuda/kernels/launch.cuh"
 
@@ -57,12 +58,7 @@ __global__ void __launch_bounds__(kMaxThreads) moe_combine_rmsnorm_kernel(const 
     v[i] = make_float4(hv.x + sum.x, hv.y + sum.y, hv.z + sum.z, hv.w + sum.w);
     ss += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
   }
-  // block sum (every thread takes part)
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = ss;
-  __syncthreads();
-  ss = threadIdx.x % 32 < blockDim.x / 32 ? red[threadIdx.x % 32] : 0.0f;
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  ss = block_sum(ss, red);
   const float inv = 1.0f / sqrtf(ss / float(D) + eps);
   float4* o4 = reinterpret_cast<float4*>(normed + t * D);
 #pragma unroll
