@@ -424,17 +424,14 @@ class CudaBackend final : public Backend {
     check(h, T, D, "moe output");
     check(normed, T, D, "moe norm output");
     MOEQ_CHECK(norm_weight.numel() == D, "cuda: norm weight of {} for rows of {}", norm_weight.numel(), D);
-    float* y = scratch_f32("moe_y", T * K * D);
+    const DecodeMoeScratch sc = decode_moe_scratch(ex, T, K);
     {
       const OpTimer timer(profiling_, events_, "moe experts (decode)", stream_);
-      float* a = scratch_f32("moe_a", T * K * ex.inter);
-      int32_t* tickets = scratch_zeroed_i32("moe_tickets", T * cuda::moe_decode_row_blocks(D) + 2);
-      int32_t* sync = tickets + T * cuda::moe_decode_row_blocks(D);
-      cuda::moe_decode_stream(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T * K, int(K), a, y,
-                              tickets, sync, nullptr, false, stream_, false);
+      cuda::moe_decode_stream(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T * K, int(K), sc.a, sc.y,
+                              sc.tickets, nullptr, false, stream_, false);
     }
     const OpTimer timer(profiling_, events_, "moe sum + rmsnorm", stream_);
-    cuda::moe_combine_rmsnorm(y, weights.as<float>(), T, int(K), D, h.as<float>(), norm_weight.as<float>(), eps,
+    cuda::moe_combine_rmsnorm(sc.y, weights.as<float>(), T, int(K), D, h.as<float>(), norm_weight.as<float>(), eps,
                               normed.as<float>(), stream_);
   }
 
@@ -568,6 +565,16 @@ class CudaBackend final : public Backend {
     else cuda::gemm(w, x, T, y, stream_, accumulate);
   }
 
+  // The decode MoE's scratch (cuda::moe_decode): a and y rows per (token, choice), zeroed tickets.
+  struct DecodeMoeScratch {
+    float *a, *y;
+    int32_t* tickets;
+  };
+  DecodeMoeScratch decode_moe_scratch(const CudaExperts& ex, int64_t T, int64_t K) {
+    return {scratch_f32("moe_a", T * K * ex.inter), scratch_f32("moe_y", T * K * ex.hidden),
+            scratch_zeroed_i32("moe_tickets", T * cuda::moe_decode_row_blocks(ex.hidden) + 2)};
+  }
+
   void run_moe(const Tensor& x, const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
                const Tensor& out, bool accumulate) {
     const auto& ex = static_cast<const CudaExperts&>(experts);
@@ -576,11 +583,9 @@ class CudaBackend final : public Backend {
     check(out, T, ex.hidden, "moe output");
     check(weights, T, K, "moe weights");
     if (T <= moe_decode_tokens()) {
-      float* a = scratch_f32("moe_a", T * K * ex.inter);
-      float* y = scratch_f32("moe_y", T * K * ex.hidden);
-      int32_t* tickets = scratch_zeroed_i32("moe_tickets", T * cuda::moe_decode_row_blocks(ex.hidden) + 2);
-      cuda::moe_decode(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T, int(K), a, y, tickets,
-                       out.as<float>(), accumulate, stream_, moe_stream());
+      const DecodeMoeScratch sc = decode_moe_scratch(ex, T, K);
+      cuda::moe_decode(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T, int(K), sc.a, sc.y,
+                       sc.tickets, out.as<float>(), accumulate, stream_, moe_stream());
       return;
     }
     const int64_t pairs = T * K;

@@ -107,11 +107,12 @@ void moe_w13_decode_mma(const MoeWeights& m, const float* x, const int32_t* ids,
 void moe_w2_decode_mma(const MoeWeights& m, const float* a, const int32_t* ids, const float* wts, int64_t pairs, int K,
                        float* y, int32_t* tickets, float* out, bool accumulate, cudaStream_t s);
 // ---- moe_decode_stream.cu: the whole 4-bit MoE decode in one persistent launch, weights streamed
-// into shared memory by TMA; sync: 2 zeroed counters (left zeroed) ----
+// into shared memory by TMA; tickets as for moe_decode (the 2 past the tickets proper are its
+// phase counters) ----
 bool moe_stream_decode_supported(const MoeWeights& m, int64_t pairs, int K);
 void moe_decode_stream(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t pairs, int K,
-                       float* a, float* y, int32_t* tickets, int32_t* sync, float* out, bool accumulate,
-                       cudaStream_t s, bool combine = true);
+                       float* a, float* y, int32_t* tickets, float* out, bool accumulate, cudaStream_t s,
+                       bool combine = true);
 // ---- moe_combine_norm.cu: after moe_decode_stream without `combine` (y [T*K][D] written) ----
 // h[t] += sum_k wts[t K + k] y[t K + k] (in order of k), then normed[t] = rmsnorm(h[t]) * w; normed
 // may alias the MoE's input. D % 4 == 0 and D <= kCombineNormMaxD.

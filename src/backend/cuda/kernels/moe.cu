@@ -321,8 +321,7 @@ void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const f
     else fn(std::integral_constant<int, 0>{});
   };
   if (stream && moe_stream_decode_supported(m, pairs, K)) {
-    int32_t* sync = tickets + T * moe_decode_row_blocks(m.hidden);  // the 2 counters past the tickets
-    moe_decode_stream(m, x, ids, wts, pairs, K, a_scratch, y_scratch, tickets, sync, out, accumulate, s);
+    moe_decode_stream(m, x, ids, wts, pairs, K, a_scratch, y_scratch, tickets, out, accumulate, s);
     return;
   }
   if (moe_mma_decode_supported(m.w1) && moe_mma_decode_supported(m.w3) && m.w1.group == m.w3.group) {

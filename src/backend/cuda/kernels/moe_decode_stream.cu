@@ -477,8 +477,9 @@ bool moe_stream_decode_supported(const MoeWeights& m, int64_t pairs, int K) {
 }
 
 void moe_decode_stream(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t pairs, int K,
-                       float* a, float* y, int32_t* tickets, int32_t* sync, float* out, bool accumulate,
-                       cudaStream_t s, bool combine) {
+                       float* a, float* y, int32_t* tickets, float* out, bool accumulate, cudaStream_t s,
+                       bool combine) {
+  int32_t* sync = tickets + pairs / K * moe_decode_row_blocks(m.hidden);  // the 2 counters past the tickets
   const FusedGeom g = fused_geom(m, pairs, K);
   CUDA_CHECK(cudaFuncSetAttribute(moe_stream_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(g.smem)));
   cudaLaunchAttribute attr[2];
