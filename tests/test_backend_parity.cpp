@@ -325,13 +325,14 @@ TEST_F(Parity, MoeExpertsDecodeAndPrefill) {
   }
 }
 
-// The MoE block with its routing, then normed = rmsnorm(h): on the GPU (4-bit experts, <= 4
-// tokens) the router's logits product, one streaming launch that routes in every block and leaves
-// the K rows of y, and a kernel that sums them into h and normalises; otherwise the ops in turn.
-// The gate reads one input per expert (4 x_e), and those inputs are a shuffled grid per token, so
-// no two experts' scores are close and both sides choose the same experts. normed aliases x in
-// half the runs, as in the model's layer loop.
-TEST_F(Parity, MoeBlockRmsNormFused) {
+// The MoE block with the norm before it: x = rmsnorm(h) * w, routing, h += moe(x). On the GPU
+// (4-bit experts, <= 4 tokens): for one token the norm inside the router's logits product, else a
+// norm launch; the top-k; one streaming launch that leaves the K rows of y; and a short kernel that
+// adds their weighted sum to h. Otherwise the ops in turn. The gate reads one input per expert
+// (4 x_e), and those inputs come from a shuffled grid in h per token (the norm scales a row by one
+// positive factor and w is 1 there), so no two experts' scores are close and both sides choose the
+// same experts.
+TEST_F(Parity, MoeBlockWithNormFused) {
   for (const MoeCase& cs : std::vector<MoeCase>{{3072, 1536, 16, 8, "int4_g32", "int4_g32"},
                                                 {3072, 1536, 16, 8, "int4_g32", "int4_g128"},
                                                 {416, 160, 16, 4, "int4_g32", "int4_g32"},
@@ -343,38 +344,69 @@ TEST_F(Parity, MoeBlockRmsNormFused) {
     auto gc = cpu.upload_weight(gq);
     auto gg = gpu->upload_weight(gq);
     auto bias = both(std::vector<float>(size_t(cs.E), 0.0f), {cs.E});
-    auto g = both(test::randn(size_t(cs.H), rng), {cs.H});
+    std::vector<float> nv = test::randn(size_t(cs.H), rng);
+    for (int64_t e = 0; e < cs.H; ++e) nv[size_t(e)] = e < cs.E ? 1.0f : 0.5f + std::fabs(nv[size_t(e)]);
+    auto nw = both(nv, {cs.H});
     for (int64_t T : {1, 3, 4, 5}) {
-      for (bool alias : {false, true}) {
-        std::vector<float> xv = test::randn(size_t(T * cs.H), rng);
-        for (int64_t t = 0; t < T; ++t) {
-          std::vector<float> grid(static_cast<size_t>(cs.E));
-          for (int64_t e = 0; e < cs.E; ++e) grid[size_t(e)] = 0.25f * float(e - cs.E / 2);
-          std::shuffle(grid.begin(), grid.end(), rng);
-          std::copy(grid.begin(), grid.end(), xv.begin() + t * cs.H);
-        }
-        auto x = both(xv, {T, cs.H});
-        auto h = both(test::randn(size_t(T * cs.H), rng, 4.0f), {T, cs.H});
-        auto ids = both_i32(std::vector<int32_t>(size_t(T * cs.K), -1), {T, cs.K});
-        auto wt = poisoned({T, cs.K});
-        auto tmp = poisoned({T, cs.H});
-        auto own = poisoned({T, cs.H});
-        const auto& normed = alias ? x : own;
-        cpu.moe_block_rmsnorm(x.first, *gc, bias.first, int(cs.K), ids.first, wt.first, *ec, h.first, tmp.first,
-                              g.first, 1e-6f, normed.first);
-        gpu->moe_block_rmsnorm(x.second, *gg, bias.second, int(cs.K), ids.second, wt.second, *eg, h.second,
-                               tmp.second, g.second, 1e-6f, normed.second);
-        std::vector<int32_t> ic(size_t(T * cs.K)), ig(size_t(T * cs.K));
-        cpu.to_host(ic.data(), ids.first);
-        gpu->to_host(ig.data(), ids.second);
-        const std::string what = cs.f13 + "/" + cs.f2 + " T=" + std::to_string(T) + (alias ? " aliased" : "");
-        EXPECT_EQ(ic, ig) << what;
-        EXPECT_LT(compare(wt.first, wt.second), kF32Tol) << what;
-        const bool f16_act = cs.f13.rfind("int4_", 0) == 0;
-        const double tol = T > kMoeDecodeTokens ? kTensorCoreTol : f16_act ? kF16ActTol : kF32Tol;
-        EXPECT_LT(compare(h.first, h.second), tol) << what;
-        EXPECT_LT(compare(normed.first, normed.second), tol) << what;
+      std::vector<float> hv = test::randn(size_t(T * cs.H), rng, 4.0f);
+      for (int64_t t = 0; t < T; ++t) {
+        std::vector<float> grid(static_cast<size_t>(cs.E));
+        for (int64_t e = 0; e < cs.E; ++e) grid[size_t(e)] = float(e - cs.E / 2);
+        std::shuffle(grid.begin(), grid.end(), rng);
+        std::copy(grid.begin(), grid.end(), hv.begin() + t * cs.H);
       }
+      auto h = both(hv, {T, cs.H});
+      auto x = poisoned({T, cs.H});
+      auto ids = both_i32(std::vector<int32_t>(size_t(T * cs.K), -1), {T, cs.K});
+      auto wt = poisoned({T, cs.K});
+      auto tmp = poisoned({T, cs.H});
+      cpu.moe_block_add(h.first, nw.first, 1e-6f, x.first, *gc, bias.first, int(cs.K), ids.first, wt.first, *ec,
+                        tmp.first);
+      gpu->moe_block_add(h.second, nw.second, 1e-6f, x.second, *gg, bias.second, int(cs.K), ids.second, wt.second,
+                         *eg, tmp.second);
+      std::vector<int32_t> ic(size_t(T * cs.K)), ig(size_t(T * cs.K));
+      cpu.to_host(ic.data(), ids.first);
+      gpu->to_host(ig.data(), ids.second);
+      const std::string what = cs.f13 + "/" + cs.f2 + " T=" + std::to_string(T);
+      EXPECT_EQ(ic, ig) << what;
+      EXPECT_LT(compare(wt.first, wt.second), kF32Tol) << what;
+      EXPECT_LT(compare(x.first, x.second), kF32Tol) << what;  // the norm's output, the experts' input
+      const bool f16_act = cs.f13.rfind("int4_", 0) == 0;
+      const double tol = T > kMoeDecodeTokens ? kTensorCoreTol : f16_act ? kF16ActTol : kF32Tol;
+      EXPECT_LT(compare(h.first, h.second), tol) << what;
+    }
+  }
+}
+
+// x = rmsnorm(h) * w, then the q/k/v products: for one token the norm runs inside the products'
+// launch (every block normalises h, block 0 writes x). Shapes for each of its instantiations: the
+// MiniMax-M2 projections (two rows a warp, groups loaded at once), 4096 inputs (six groups a lane
+// at once), a short row of q8 and bf16 (the double-buffered loop); T = 2 takes the separate ops.
+TEST_F(Parity, RmsNormLinear3Fused) {
+  struct Case {
+    std::string fmt;
+    int64_t K, Nq, Nkv;
+  };
+  for (const Case& cs : std::vector<Case>{{"q8_g32", 3072, 6144, 1024},
+                                          {"q8_g32", 4096, 64, 32},
+                                          {"q8_g32", 416, 96, 40},
+                                          {"bf16", 416, 96, 40}}) {
+    const QuantizedWeight qa = weight(cs.fmt, cs.Nq, cs.K), qb = weight(cs.fmt, cs.Nkv, cs.K),
+                          qc = weight(cs.fmt, cs.Nkv, cs.K);
+    auto ac = cpu.upload_weight(qa), bc = cpu.upload_weight(qb), cc = cpu.upload_weight(qc);
+    auto ag = gpu->upload_weight(qa), bg = gpu->upload_weight(qb), cg = gpu->upload_weight(qc);
+    auto nw = both(test::randn(size_t(cs.K), rng), {cs.K});
+    for (int64_t T : {1, 2}) {
+      auto h = both(test::randn(size_t(T * cs.K), rng, 3.0f), {T, cs.K});
+      auto x = poisoned({T, cs.K});
+      auto oa = poisoned({T, cs.Nq}), ob = poisoned({T, cs.Nkv}), oc = poisoned({T, cs.Nkv});
+      cpu.rmsnorm_linear3(h.first, nw.first, 1e-6f, x.first, *ac, oa.first, *bc, ob.first, *cc, oc.first);
+      gpu->rmsnorm_linear3(h.second, nw.second, 1e-6f, x.second, *ag, oa.second, *bg, ob.second, *cg, oc.second);
+      const std::string what = cs.fmt + " " + std::to_string(cs.K) + " T=" + std::to_string(T);
+      EXPECT_LT(compare(x.first, x.second), kF32Tol) << what;
+      EXPECT_LT(compare(oa.first, oa.second), kF32Tol) << what;
+      EXPECT_LT(compare(ob.first, ob.second), kF32Tol) << what;
+      EXPECT_LT(compare(oc.first, oc.second), kF32Tol) << what;
     }
   }
 }

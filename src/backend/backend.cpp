@@ -59,13 +59,19 @@ void Backend::moe_experts_add(const Tensor& x, const Tensor& ids, const Tensor& 
   add(out, tmp, out);
 }
 
-void Backend::moe_block_rmsnorm(const Tensor& x, const BackendWeight& gate, const Tensor& bias, int top_k,
-                                const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
-                                const Tensor& h, const Tensor& tmp, const Tensor& norm_weight, float eps,
-                                const Tensor& normed) {
+void Backend::moe_block_add(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x,
+                            const BackendWeight& gate, const Tensor& bias, int top_k, const Tensor& ids,
+                            const Tensor& weights, const BackendExperts& experts, const Tensor& tmp) {
+  rmsnorm(h, norm_weight, eps, x);
   router(x, gate, bias, top_k, ids, weights);
   moe_experts_add(x, ids, weights, experts, h, tmp);
-  rmsnorm(h, norm_weight, eps, normed);
+}
+
+void Backend::rmsnorm_linear3(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x,
+                              const BackendWeight& a, const Tensor& oa, const BackendWeight& b, const Tensor& ob,
+                              const BackendWeight& c, const Tensor& oc) {
+  rmsnorm(h, norm_weight, eps, x);
+  linear3(x, a, oa, b, ob, c, oc);
 }
 
 std::unique_ptr<BackendWeight> Backend::synthetic_weight(const std::string& format, int64_t rows, int64_t cols,

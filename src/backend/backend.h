@@ -89,6 +89,11 @@ class Backend {
   // where a backend can (the default calls linear three times).
   virtual void linear3(const Tensor& x, const BackendWeight& a, const Tensor& oa, const BackendWeight& b,
                        const Tensor& ob, const BackendWeight& c, const Tensor& oc);
+  // x = rmsnorm(h) * norm_weight, then linear3(x, ...): the attention block's input norm and
+  // projections, fused where a backend can (the default calls rmsnorm and linear3).
+  virtual void rmsnorm_linear3(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x,
+                               const BackendWeight& a, const Tensor& oa, const BackendWeight& b, const Tensor& ob,
+                               const BackendWeight& c, const Tensor& oc);
   // In place: q and k each RMS-normalised over the whole row (q_weight, k_weight), then partial
   // RoPE on both; what the attention block does between the projections and attention, fused
   // where a backend can (the default calls rmsnorm and rope).
@@ -100,14 +105,12 @@ class Backend {
   virtual void linear_add(const Tensor& x, const BackendWeight& w, const Tensor& out, const Tensor& tmp);
   virtual void moe_experts_add(const Tensor& x, const Tensor& ids, const Tensor& weights,
                                const BackendExperts& experts, const Tensor& out, const Tensor& tmp);
-  // The MoE block with its routing and the RMSNorm after it (the next layer's input norm, or the
-  // final norm): router(x, gate, bias, top_k, ids, weights); h += moe(x) as moe_experts_add; then
-  // normed = rmsnorm(h) * norm_weight (normed may alias x). Fused where a backend can (the default
-  // calls router, moe_experts_add and rmsnorm).
-  virtual void moe_block_rmsnorm(const Tensor& x, const BackendWeight& gate, const Tensor& bias, int top_k,
-                                 const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
-                                 const Tensor& h, const Tensor& tmp, const Tensor& norm_weight, float eps,
-                                 const Tensor& normed);
+  // The MoE block with the RMSNorm before it: x = rmsnorm(h) * norm_weight (the post-attention
+  // norm); router(x, gate, bias, top_k, ids, weights); h += moe(x) as moe_experts_add. Fused where
+  // a backend can (the default calls rmsnorm, router and moe_experts_add).
+  virtual void moe_block_add(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x,
+                             const BackendWeight& gate, const Tensor& bias, int top_k, const Tensor& ids,
+                             const Tensor& weights, const BackendExperts& experts, const Tensor& tmp);
   // ids[t] = argmax of logits row t (lowest index on ties): greedy sampling where the logits are.
   virtual void argmax(const Tensor& logits, const Tensor& ids) = 0;
 

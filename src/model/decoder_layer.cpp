@@ -50,10 +50,9 @@ LayerScratch LayerScratch::first(int64_t T) const {
 
 void attention_block(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const Tensor& pos,
                      const Tensor& slots, KVCache& kv, int cache_layer, const LayerScratch& s,
-                     const AttentionTaps* taps, bool input_normed) {
-  if (!input_normed) be.rmsnorm(h, L.input_norm, c.rms_norm_eps, s.x);
+                     const AttentionTaps* taps, bool post_norm) {
+  be.rmsnorm_linear3(h, L.input_norm, c.rms_norm_eps, s.x, *L.q, s.q, *L.k, s.k, *L.v, s.v);
   if (taps && taps->qkv_input) taps->qkv_input(s.x);
-  be.linear3(s.x, *L.q, s.q, *L.k, s.k, *L.v, s.v);
   if (c.use_qk_norm) {  // RMSNorm over the whole projection, all heads at once, then RoPE
     be.qk_norm_rope(s.q, s.k, L.q_norm, L.k_norm, c.rms_norm_eps, pos, c.num_heads, c.num_kv_heads, c.head_dim,
                     c.rotary_dim, c.rope_theta);
@@ -64,18 +63,12 @@ void attention_block(Backend& be, const ModelConfig& c, const BackendLayer& L, c
   be.attention(s.q, s.k, s.v, kv, cache_layer, pos, slots, c.num_heads, c.num_kv_heads, c.head_dim, s.attn);
   if (taps && taps->o_input) taps->o_input(s.attn);
   be.linear_add(s.attn, *L.o, h, s.tmp);
-  be.rmsnorm(h, L.post_norm, c.rms_norm_eps, s.x);
+  if (post_norm) be.rmsnorm(h, L.post_norm, c.rms_norm_eps, s.x);
 }
 
 void moe_block(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const LayerScratch& s) {
-  be.router(s.x, *L.gate, L.router_bias, c.experts_per_tok, s.route_ids, s.route_w);
-  be.moe_experts_add(s.x, s.route_ids, s.route_w, *L.experts, h, s.tmp);
-}
-
-void moe_block_norm(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const LayerScratch& s,
-                    const Tensor& next_norm, const Tensor& normed) {
-  be.moe_block_rmsnorm(s.x, *L.gate, L.router_bias, c.experts_per_tok, s.route_ids, s.route_w, *L.experts, h, s.tmp,
-                       next_norm, c.rms_norm_eps, normed);
+  be.moe_block_add(h, L.post_norm, c.rms_norm_eps, s.x, *L.gate, L.router_bias, c.experts_per_tok, s.route_ids,
+                   s.route_w, *L.experts, s.tmp);
 }
 
 }  // namespace moeq

@@ -31,17 +31,14 @@ struct AttentionTaps {
   std::function<void(const Tensor&)> qkv_input, o_input;
 };
 
-// h += o_proj(attention(q_norm(x Wq), k_norm(x Wk), x Wv)) with x = input_norm(h); then leaves
-// post_norm(h), the MoE block's input, in s.x. input_normed: s.x already holds input_norm(h)
-// (moe_block_norm of the layer before computed it).
+// h += o_proj(attention(q_norm(x Wq), k_norm(x Wk), x Wv)) with x = input_norm(h) (left in s.x;
+// one step with the products where a backend fuses them); then, with post_norm, leaves
+// post_norm(h), the MoE block's input, in s.x (the model's layers leave it to moe_block).
 void attention_block(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const Tensor& pos,
                      const Tensor& slots, KVCache& kv, int cache_layer, const LayerScratch& s,
-                     const AttentionTaps* taps = nullptr, bool input_normed = false);
-// h += sum_j w_j expert_j(s.x), routed by the layer's router.
+                     const AttentionTaps* taps = nullptr, bool post_norm = true);
+// s.x = post_norm(h), then h += sum_j w_j expert_j(s.x), routed by the layer's router: one fused
+// op (Backend::moe_block_add).
 void moe_block(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const LayerScratch& s);
-// moe_block, then normed = rmsnorm(h) * next_norm (the next layer's input norm or the final norm;
-// normed may be s.x): fused on backends that can (Backend::moe_block_rmsnorm).
-void moe_block_norm(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const LayerScratch& s,
-                    const Tensor& next_norm, const Tensor& normed);
 
 }  // namespace moeq

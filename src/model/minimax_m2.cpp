@@ -134,20 +134,17 @@ void Model::compute(int64_t T, int64_t R, bool all_rows, KVCache& kv) {
   const Tensor sel = buf_.sel.view_rows(0, R);
   be_.embedding(*embed_, tok, h);
   if (on_hidden) on_hidden(0, h);
-  // Each layer's input norm comes with the MoE block before it (moe_block_norm), and so does the
-  // final norm when every row's logits are wanted: one step fewer per layer where fused.
+  // The norms come with the products after them (rmsnorm_linear3, moe_block_add): fewer dependent
+  // steps per layer where a backend fuses them.
   const int n = cfg_.num_layers;
-  if (n > 0) be_.rmsnorm(h, layers_[0].input_norm, cfg_.rms_norm_eps, s.x);
   for (int l = 0; l < n; ++l) {
     const BackendLayer& L = layers_[size_t(l)];
-    attention_block(be_, cfg_, L, h, pos, slot, kv, l, s, nullptr, true);
-    if (l + 1 < n) moe_block_norm(be_, cfg_, L, h, s, layers_[size_t(l) + 1].input_norm, s.x);
-    else if (all_rows) moe_block_norm(be_, cfg_, L, h, s, final_norm_, sel);
-    else moe_block(be_, cfg_, L, h, s);
+    attention_block(be_, cfg_, L, h, pos, slot, kv, l, s, nullptr, false);
+    moe_block(be_, cfg_, L, h, s);
     if (on_hidden) on_hidden(l + 1, h);
   }
   if (all_rows) {
-    if (n == 0) be_.rmsnorm(h, final_norm_, cfg_.rms_norm_eps, sel);
+    be_.rmsnorm(h, final_norm_, cfg_.rms_norm_eps, sel);
   } else {
     be_.gather_rows(h, buf_.rows.view_rows(0, R), s.x.view_rows(0, R));
     be_.rmsnorm(s.x.view_rows(0, R), final_norm_, cfg_.rms_norm_eps, sel);

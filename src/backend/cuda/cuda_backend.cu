@@ -75,6 +75,13 @@ bool moe_stream() {
   return on;
 }
 
+// For one token, the RMSNorms before the router's and the q/k/v products run inside those
+// products (gemv_multi_rmsnorm); MOEQ_FUSED_NORMS=0 launches them apart, for comparison.
+bool fused_norms() {
+  static const bool on = env_knob("MOEQ_FUSED_NORMS", 1, 0, 1) != 0;
+  return on;
+}
+
 std::shared_ptr<void> device_alloc(size_t bytes) {
   void* p = nullptr;
   if (bytes == 0) bytes = 16;
@@ -320,6 +327,31 @@ class CudaBackend final : public Backend {
     cuda::gemv_multi(ws, ys, 3, x.as<float>(), x.rows(), stream_);
   }
 
+  void rmsnorm_linear3(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x, const BackendWeight& a,
+                       const Tensor& oa, const BackendWeight& b, const Tensor& ob, const BackendWeight& c,
+                       const Tensor& oc) override {
+    const auto& wa = static_cast<const CudaWeight&>(a).dev;
+    const auto& wb = static_cast<const CudaWeight&>(b).dev;
+    const auto& wc = static_cast<const CudaWeight&>(c).dev;
+    const bool fusable = h.rows() == 1 && fused_norms() && a.format == b.format && a.format == c.format &&
+                         a.cols == b.cols && a.cols == c.cols && cuda::gemv_rmsnorm_supported(wa);
+    if (!fusable) {
+      Backend::rmsnorm_linear3(h, norm_weight, eps, x, a, oa, b, ob, c, oc);
+      return;
+    }
+    const OpTimer timer(profiling_, events_,
+                        profiling_ ? fmt::format("rmsnorm + linear {} q/k/v", a.format) : std::string(), stream_);
+    check(h, 1, a.cols, "norm input");
+    check(x, 1, a.cols, "norm output");
+    MOEQ_CHECK(norm_weight.numel() == a.cols, "cuda: norm weight of {} for rows of {}", norm_weight.numel(), a.cols);
+    check(oa, 1, a.rows, "linear output");
+    check(ob, 1, b.rows, "linear output");
+    check(oc, 1, c.rows, "linear output");
+    const DevWeight* ws[3] = {&wa, &wb, &wc};
+    float* ys[3] = {oa.as<float>(), ob.as<float>(), oc.as<float>()};
+    cuda::gemv_multi_rmsnorm(ws, ys, 3, h.as<float>(), norm_weight.as<float>(), eps, x.as<float>(), stream_);
+  }
+
   void qk_norm_rope(const Tensor& q, const Tensor& k, const Tensor& q_weight, const Tensor& k_weight, float eps,
                     const Tensor& positions, int n_heads, int n_kv_heads, int head_dim, int rotary_dim,
                     double theta) override {
@@ -392,6 +424,34 @@ class CudaBackend final : public Backend {
     cuda::router_topk(logits, bias.as<float>(), T, int(E), top_k, ids.as<int32_t>(), weights.as<float>(), stream_);
   }
 
+  // x = rmsnorm(h) * norm_weight, then router(x, ...): for one token the router's product
+  // normalises its input itself (every block from h; block 0 writes x for the experts), so the
+  // post-attention norm is no step of its own. MOEQ_ROUTER_NORM=0 runs the two ops, for comparison.
+  void rmsnorm_router(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x, const BackendWeight& gate,
+                      const Tensor& bias, int top_k, const Tensor& ids, const Tensor& weights) {
+    const DevWeight& g = static_cast<const CudaWeight&>(gate).dev;
+    const int64_t T = x.rows(), E = gate.rows;
+    if (T != 1 || !fused_norms() || !cuda::gemv_rmsnorm_supported(g)) {
+      rmsnorm(h, norm_weight, eps, x);
+      router(x, gate, bias, top_k, ids, weights);
+      return;
+    }
+    const OpTimer timer(profiling_, events_, "rmsnorm + router", stream_);
+    MOEQ_CHECK(top_k > 0 && top_k <= E, "cuda: router top_k {} of {} experts", top_k, E);
+    MOEQ_CHECK(bias.numel() == E, "cuda: router bias of {} for {} experts", bias.numel(), E);
+    check(h, T, gate.cols, "norm input");
+    check(x, T, gate.cols, "norm output");
+    MOEQ_CHECK(norm_weight.numel() == gate.cols, "cuda: norm weight of {} for rows of {}", norm_weight.numel(),
+               gate.cols);
+    check(ids, T, top_k, "router ids");
+    check(weights, T, top_k, "router weights");
+    float* logits = scratch_f32("router_logits", T * E);
+    const DevWeight* ws[1] = {&g};
+    float* ys[1] = {logits};
+    cuda::gemv_multi_rmsnorm(ws, ys, 1, h.as<float>(), norm_weight.as<float>(), eps, x.as<float>(), stream_);
+    cuda::router_topk(logits, bias.as<float>(), T, int(E), top_k, ids.as<int32_t>(), weights.as<float>(), stream_);
+  }
+
   void moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
                    const Tensor& out) override {
     const OpTimer timer(profiling_, events_, x.rows() <= moe_decode_tokens() ? "moe experts (decode)" : "moe experts (grouped)",
@@ -406,33 +466,28 @@ class CudaBackend final : public Backend {
     run_moe(x, ids, weights, experts, out, true);
   }
 
-  // Decode on the streaming MoE kernel: the kernel leaves the K rows of y per token, and their
-  // weighted sum happens in the norm's kernel (moe_combine_norm.cu), one step fewer. (Routing
-  // inside the MoE kernel, without the top-k launch, measured slower: docs/PERF.md.)
-  void moe_block_rmsnorm(const Tensor& x, const BackendWeight& gate, const Tensor& bias, int top_k, const Tensor& ids,
-                         const Tensor& weights, const BackendExperts& experts, const Tensor& h, const Tensor& tmp,
-                         const Tensor& norm_weight, float eps, const Tensor& normed) override {
+  // Decode on the streaming MoE kernel: the kernel leaves the K rows of y, and a short kernel
+  // adds their weighted sum to h (moe_combine.cu): the kernel's own sum cost its last blocks a
+  // fence, a ticket and a load round trip. (Routing inside the MoE kernel, without the top-k
+  // launch, measured slower: docs/PERF.md.)
+  void moe_block_add(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x, const BackendWeight& gate,
+                     const Tensor& bias, int top_k, const Tensor& ids, const Tensor& weights,
+                     const BackendExperts& experts, const Tensor& tmp) override {
     const auto& ex = static_cast<const CudaExperts&>(experts);
     const int64_t T = x.rows(), K = top_k, D = ex.hidden;
-    if (T > moe_decode_tokens() || !moe_stream() || D % 4 != 0 || D > cuda::kCombineNormMaxD || K < 1 ||
+    if (T > moe_decode_tokens() || !moe_stream() || D % 4 != 0 || K < 1 || K > 16 ||
         !cuda::moe_stream_decode_supported(ex.dev, T * K, int(K))) {
-      Backend::moe_block_rmsnorm(x, gate, bias, top_k, ids, weights, experts, h, tmp, norm_weight, eps, normed);
+      Backend::moe_block_add(h, norm_weight, eps, x, gate, bias, top_k, ids, weights, experts, tmp);
       return;
     }
-    router(x, gate, bias, top_k, ids, weights);
+    rmsnorm_router(h, norm_weight, eps, x, gate, bias, top_k, ids, weights);
     check(x, T, D, "moe input");
     check(h, T, D, "moe output");
-    check(normed, T, D, "moe norm output");
-    MOEQ_CHECK(norm_weight.numel() == D, "cuda: norm weight of {} for rows of {}", norm_weight.numel(), D);
     const DecodeMoeScratch sc = decode_moe_scratch(ex, T, K);
-    {
-      const OpTimer timer(profiling_, events_, "moe experts (decode)", stream_);
-      cuda::moe_decode_stream(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T * K, int(K), sc.a, sc.y,
-                              sc.tickets, nullptr, false, stream_, false);
-    }
-    const OpTimer timer(profiling_, events_, "moe sum + rmsnorm", stream_);
-    cuda::moe_combine_rmsnorm(sc.y, weights.as<float>(), T, int(K), D, h.as<float>(), norm_weight.as<float>(), eps,
-                              normed.as<float>(), stream_);
+    const OpTimer timer(profiling_, events_, "moe experts (decode)", stream_);
+    cuda::moe_decode_stream(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T * K, int(K), sc.a, sc.y,
+                            sc.tickets, nullptr, false, stream_, false);
+    cuda::moe_combine_add(sc.y, weights.as<float>(), T, int(K), D, h.as<float>(), stream_);
   }
 
   void linear_add(const Tensor& x, const BackendWeight& w, const Tensor& out, const Tensor& /*tmp*/) override {

@@ -41,6 +41,13 @@ void gemv(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t 
 void gemv_multi(const DevWeight* const* w, float* const* y, int n, const float* x, int64_t T, cudaStream_t s,
                 bool accumulate = false);
 
+// One token: xn = rmsnorm(x) * norm_w (as rmsnorm), then y_i = W_i xn as gemv_multi, in one
+// launch: every block normalises x itself and block 0 writes xn (the norms before the router's and
+// the q/k/v products, without a launch of their own).
+bool gemv_rmsnorm_supported(const DevWeight& w);
+void gemv_multi_rmsnorm(const DevWeight* const* w, float* const* y, int n, const float* x, const float* norm_w,
+                        float eps, float* xn, cudaStream_t s);
+
 // ---- gemm_f32.cu: f32 CUDA-core product for many tokens and a small weight (the router) ----
 void gemm_f32(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s);
 
@@ -113,12 +120,9 @@ bool moe_stream_decode_supported(const MoeWeights& m, int64_t pairs, int K);
 void moe_decode_stream(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t pairs, int K,
                        float* a, float* y, int32_t* tickets, float* out, bool accumulate, cudaStream_t s,
                        bool combine = true);
-// ---- moe_combine_norm.cu: after moe_decode_stream without `combine` (y [T*K][D] written) ----
-// h[t] += sum_k wts[t K + k] y[t K + k] (in order of k), then normed[t] = rmsnorm(h[t]) * w; normed
-// may alias the MoE's input. D % 4 == 0 and D <= kCombineNormMaxD.
-constexpr int64_t kCombineNormMaxD = 6144;
-void moe_combine_rmsnorm(const float* y, const float* wts, int64_t T, int K, int64_t D, float* h, const float* w,
-                         float eps, float* normed, cudaStream_t s);
+// ---- moe_combine.cu: after moe_decode_stream without `combine` (y [T*K][D] written) ----
+// h[t] += sum_k wts[t K + k] y[t K + k] (in order of k). D % 4 == 0, 1 <= K <= 16.
+void moe_combine_add(const float* y, const float* wts, int64_t T, int K, int64_t D, float* h, cudaStream_t s);
 // Prefill path: tokens grouped by expert, tensor-core products per expert.
 struct MoeScratch {
   int32_t* counts = nullptr;      // [E]

@@ -1,6 +1,7 @@
 // The sum of one float per thread over a whole block (blockDim.x a multiple of 32, at most 1024),
 // returned to every thread. `red` is 32 floats of shared memory, reusable once this returns
-// (the final barrier). Used by the row norms (elementwise.cu, moe_combine_norm.cu).
+// (the final barrier). Used by the row norms (elementwise.cu) and the norm fused into the decode
+// products (gemv.cu).
 #pragma once
 
 namespace moeq::cuda {

@@ -7,6 +7,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/kernels/block_sum.cuh"
 #include "backend/cuda/kernels/gemv_core.cuh"
 #include "backend/cuda/kernels/launch.cuh"
 
@@ -24,15 +25,63 @@ struct GemvSet {
   int64_t start[4] = {0, 0, 0, 0};
   int n = 0;
   bool stream = true;  // the only pass over the weights: load them evict-first (cache_policy.cuh)
+  // NORM kernels (one token): the input is rmsnorm(x) * norm_w, computed by every block from x;
+  // block 0 also writes it to xn (the MoE's input, for the kernels after the router).
+  const float* norm_w = nullptr;
+  float eps = 0;
+  float* xn = nullptr;
 };
+
+// Float4 of a row per thread in the NORM prologue: rows of at most 4 * kNormF4 * 256 inputs.
+constexpr int kNormF4 = 4;
+
+// The norm weight's float4 for this thread (read-only: loaded before the dependency wait).
+__device__ __forceinline__ void load_norm_weight(const GemvSet& set, int64_t cols, float4 (&g)[kNormF4]) {
+  const int64_t n4 = cols / 4;
+#pragma unroll
+  for (int i = 0; i < kNormF4; ++i)
+    g[i] = ld_cg_ordered(reinterpret_cast<const float4*>(set.norm_w) + min(threadIdx.x + int64_t(i) * blockDim.x, n4 - 1));
+}
+
+// xs <- rmsnorm(x) * g, staged and padded as stage_vectors does; block 0 also stores it to set.xn.
+// The same arithmetic as rmsnorm_kernel per element (w * (x * inv)); the sum of squares is
+// taken in another order.
+__device__ __forceinline__ void stage_normed(float* xs, const float* x, int64_t cols, const GemvSet& set,
+                                             const float4 (&g)[kNormF4], float* red) {
+  const int64_t n4 = cols / 4;
+  float4 v[kNormF4];
+  float ss = 0;
+#pragma unroll
+  for (int i = 0; i < kNormF4; ++i) {
+    const int64_t j = threadIdx.x + int64_t(i) * blockDim.x;
+    // Coherent loads: ptxas hoisted __ldg's (ld.global.nc) of x above the PDL wait, and read x
+    // before the kernel that writes it had finished (tiny-m2's greedy decode diverged).
+    v[i] = j < n4 ? __ldcg(reinterpret_cast<const float4*>(x) + j) : make_float4(0, 0, 0, 0);
+    ss += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
+  }
+  ss = block_sum(ss, red);
+  const float inv = 1.0f / sqrtf(ss / float(cols) + set.eps);
+#pragma unroll
+  for (int i = 0; i < kNormF4; ++i) {
+    const int64_t j = threadIdx.x + int64_t(i) * blockDim.x;
+    if (j >= n4) continue;
+    const float4 o = make_float4(g[i].x * (v[i].x * inv), g[i].y * (v[i].y * inv), g[i].z * (v[i].z * inv),
+                                 g[i].w * (v[i].w * inv));
+    *reinterpret_cast<float4*>(xs + (j / 8) * kPadGroup + (j % 8) * 4) = o;
+    if (blockIdx.x == 0) reinterpret_cast<float4*>(set.xn)[j] = o;
+  }
+}
 
 // GPL > 0 (one token, packed formats, rows of at most 32 * GPL groups): every group a lane will
 // need is loaded before the first is used, so a warp waits for memory once rather than once per
-// step. GPL 0: any shape, double-buffered steps.
-template <int F, int T, int R, int GPL>
+// step. GPL 0: any shape, double-buffered steps. NORM (T = 1): the input is normalised first.
+template <int F, int T, int R, int GPL, bool NORM = false>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const float* x, bool accumulate) {
+  static_assert(!NORM || T == 1, "the fused norm is for one token");
   extern __shared__ float xs[];
   __shared__ float cbs[3][16];
+  __shared__ float red[NORM ? 32 : 1];
+  float4 nw[NORM ? kNormF4 : 1];
   pdl_launch_dependents();
   const int64_t cols = set.w[0].cols;
   const int lane = threadIdx.x % 32;
@@ -55,8 +104,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const fl
         for (int i = 0; i < R; ++i) all[j][i] = load_group<F>(w, min(r0 + i, w.rows - 1), lane + 32 * j, pol);
       }
     for (int i = 0; i < set.n; ++i) stage_codebook(cbs[i], set.w[i]);
+    if constexpr (NORM) load_norm_weight(set, cols, nw);
     pdl_wait();
-    stage_vectors(xs, x, cols, cols, T);
+    if constexpr (NORM) stage_normed(xs, x, cols, set, nw, red);
+    else stage_vectors(xs, x, cols, cols, T);
     __syncthreads();
     if (!active) return;
 #pragma unroll
@@ -76,8 +127,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const fl
   }
   if (GPL == 0) {
     for (int i = 0; i < set.n; ++i) stage_codebook(cbs[i], set.w[i]);
+    if constexpr (NORM) load_norm_weight(set, cols, nw);
     pdl_wait();
-    stage_vectors(xs, x, cols, cols, T);
+    if constexpr (NORM) stage_normed(xs, x, cols, set, nw, red);
+    else stage_vectors(xs, x, cols, cols, T);
     __syncthreads();
     if (!active) return;
   }
@@ -113,10 +166,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const fl
     }
 }
 
-template <int F, int T, int R, int GPL = 0>
+template <int F, int T, int R, int GPL = 0, bool NORM = false>
 void launch_one(const GemvSet& set, const float* x, bool acc, cudaStream_t s) {
   const size_t smem = sizeof(float) * size_t(staged_floats(set.w[0].cols)) * T;
-  auto* k = gemv_kernel<F, T, R, GPL>;
+  auto* k = gemv_kernel<F, T, R, GPL, NORM>;
   if (smem > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   const int64_t rows = set.start[set.n];
   launch(k, dim3(unsigned((rows + kWarps * R - 1) / (kWarps * R))), dim3(kWarps * 32), smem, s, set, x, acc);
@@ -141,9 +194,20 @@ void pass(GemvSet set, const float* x, bool acc, cudaStream_t s) {
     else if (per_lane <= 6) gpl = 6;
     while (gpl > 0 && R * gpl > 6 && R > 1) R /= 2;  // registers: at most six groups in flight per lane
   }
+  if (set.norm_w && gpl == 0) R = 1;  // the fused norm's generic instantiations: one row per warp
   for (int i = 0; i < set.n; ++i) set.start[i + 1] = set.start[i] + (set.w[i].rows + R - 1) / R * R;
   dispatch_format(set.w[0], [&](auto f) {
     constexpr int F = decltype(f)::value;
+    if constexpr (T == 1) {
+      if (set.norm_w) {
+        if constexpr (F >= kQ8) {
+          if (gpl == 3 && R == 2) return launch_one<F, 1, 2, 3, true>(set, x, acc, s);
+          if (gpl == 3) return launch_one<F, 1, 1, 3, true>(set, x, acc, s);
+          if (gpl == 6) return launch_one<F, 1, 1, 6, true>(set, x, acc, s);
+        }
+        return launch_one<F, 1, 1, 0, true>(set, x, acc, s);
+      }
+    }
     if constexpr (T == 1 && F >= kQ8) {
       if (gpl == 3 && R == 2) return launch_one<F, 1, 2, 3>(set, x, acc, s);
       if (gpl == 3 && R == 1) return launch_one<F, 1, 1, 3>(set, x, acc, s);
@@ -178,6 +242,25 @@ void gemv_multi(const DevWeight* const* w, float* const* y, int n, const float* 
     else pass<1>(set, xt, accumulate, s);
     t0 += nt;
   }
+}
+
+bool gemv_rmsnorm_supported(const DevWeight& w) { return w.cols % 32 == 0 && w.cols <= 4 * kNormF4 * kWarps * 32; }
+
+void gemv_multi_rmsnorm(const DevWeight* const* w, float* const* y, int n, const float* x, const float* norm_w,
+                        float eps, float* xn, cudaStream_t s) {
+  if (n < 1 || n > 3 || !gemv_rmsnorm_supported(*w[0]))
+    fail_cuda(cudaErrorInvalidValue, "gemv_multi_rmsnorm: row length or weight count not supported", __FILE__,
+              __LINE__);
+  GemvSet set;
+  set.n = n;
+  for (int i = 0; i < n; ++i) {
+    set.w[i] = *w[i];
+    set.y[i] = y[i];
+  }
+  set.norm_w = norm_w;
+  set.eps = eps;
+  set.xn = xn;
+  pass<1>(set, x, false, s);
 }
 
 void gemv(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s, bool accumulate) {

@@ -19,7 +19,7 @@
 // atomic. The epilogue warp writes a = silu(W1 x) * (W3 x), or y = W2 a; at the end, as the last
 // of a token's K pairs for a row block (atomic ticket), the weighted sum over the K choices in
 // order of k (deterministic), unless the caller leaves that sum to a later kernel (`combine` off:
-// moe_combine_norm.cu adds it with the next RMSNorm, which saves the last blocks a fence, an
+// moe_combine.cu adds it in a short launch, which saves the last blocks a fence, an
 // atomic and a load round trip). Between the phases the blocks meet once: w2 needs every a row, so
 // each block waits until all w1/w3 tiles are done (a counter in global memory); the grid is at
 // most one block per multiprocessor and launched cooperatively, so all blocks are resident and
@@ -214,7 +214,7 @@ __device__ __forceinline__ void stamp(int) {}
 
 // a [pairs][inter] and y [pairs][hidden] are scratch; sync = 2 zeroed counters (left zeroed).
 // combine: the weighted sums over the K choices into `out` at the end (tickets); without it the
-// kernel leaves y and a later kernel sums (moe_combine_rmsnorm).
+// kernel leaves y and a later kernel sums (moe_combine_add).
 __global__ void __launch_bounds__(kBlockThreads, 1)
     moe_stream_kernel(MoeWeights m, FusedGeom fg, const float* x, const int32_t* ids, const float* wts, int K,
                       float* a, float* y, int32_t* tickets, int32_t* sync, float* out, bool accumulate,
