@@ -381,7 +381,8 @@ TEST_F(Parity, MoeBlockWithNormFused) {
 // x = rmsnorm(h) * w, then the q/k/v products: for one token the norm runs inside the products'
 // launch (every block normalises h, block 0 writes x). Shapes for each of its instantiations: the
 // MiniMax-M2 projections (two rows a warp, groups loaded at once), 4096 inputs (six groups a lane
-// at once), a short row of q8 and bf16 (the double-buffered loop); T = 2 takes the separate ops.
+// at once), a short row of q8 (one row a warp, groups at once) and of bf16 (the double-buffered
+// loop); T = 2 takes the separate ops.
 TEST_F(Parity, RmsNormLinear3Fused) {
   struct Case {
     std::string fmt;

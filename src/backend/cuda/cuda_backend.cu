@@ -308,8 +308,7 @@ class CudaBackend final : public Backend {
     const auto& wa = static_cast<const CudaWeight&>(a).dev;
     const auto& wb = static_cast<const CudaWeight&>(b).dev;
     const auto& wc = static_cast<const CudaWeight&>(c).dev;
-    const bool fusable = x.rows() <= kDecodeTokens && a.format == b.format && a.format == c.format &&
-                         a.cols == b.cols && a.cols == c.cols;
+    const bool fusable = x.rows() <= kDecodeTokens && one_launch(a, b, c);
     if (!fusable) {
       linear(x, a, oa);
       linear(x, b, ob);
@@ -333,8 +332,7 @@ class CudaBackend final : public Backend {
     const auto& wa = static_cast<const CudaWeight&>(a).dev;
     const auto& wb = static_cast<const CudaWeight&>(b).dev;
     const auto& wc = static_cast<const CudaWeight&>(c).dev;
-    const bool fusable = h.rows() == 1 && fused_norms() && a.format == b.format && a.format == c.format &&
-                         a.cols == b.cols && a.cols == c.cols && cuda::gemv_rmsnorm_supported(wa);
+    const bool fusable = h.rows() == 1 && fused_norms() && one_launch(a, b, c) && cuda::gemv_rmsnorm_supported(wa);
     if (!fusable) {
       Backend::rmsnorm_linear3(h, norm_weight, eps, x, a, oa, b, ob, c, oc);
       return;
@@ -410,46 +408,36 @@ class CudaBackend final : public Backend {
   void router(const Tensor& x, const BackendWeight& gate, const Tensor& bias, int top_k, const Tensor& ids,
               const Tensor& weights) override {
     const OpTimer timer(profiling_, events_, "router", stream_);
-    const int64_t T = x.rows(), E = gate.rows;
-    MOEQ_CHECK(top_k > 0 && top_k <= E, "cuda: router top_k {} of {} experts", top_k, E);
-    MOEQ_CHECK(bias.numel() == E, "cuda: router bias of {} for {} experts", bias.numel(), E);
-    check(ids, T, top_k, "router ids");
-    check(weights, T, top_k, "router weights");
+    const int64_t T = x.rows();
     // f32 products (not the tensor cores) for the router: a rounding difference in the logits
     // could change which experts are chosen. The gate is small; its reads stay cheap.
-    float* logits = scratch_f32("router_logits", T * E);
-    const DevWeight& g = static_cast<const CudaWeight&>(gate).dev;
-    if (T <= kDecodeTokens) cuda::gemv(g, x.as<float>(), T, logits, stream_);
-    else cuda::gemm_f32(g, x.as<float>(), T, logits, stream_);
-    cuda::router_topk(logits, bias.as<float>(), T, int(E), top_k, ids.as<int32_t>(), weights.as<float>(), stream_);
+    route(T, gate, bias, top_k, ids, weights, [&](const DevWeight& g, float* logits) {
+      if (T <= kDecodeTokens) cuda::gemv(g, x.as<float>(), T, logits, stream_);
+      else cuda::gemm_f32(g, x.as<float>(), T, logits, stream_);
+    });
   }
 
   // x = rmsnorm(h) * norm_weight, then router(x, ...): for one token the router's product
   // normalises its input itself (every block from h; block 0 writes x for the experts), so the
-  // post-attention norm is no step of its own. MOEQ_ROUTER_NORM=0 runs the two ops, for comparison.
+  // post-attention norm is no step of its own. MOEQ_FUSED_NORMS=0 runs the two ops, for comparison.
   void rmsnorm_router(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x, const BackendWeight& gate,
                       const Tensor& bias, int top_k, const Tensor& ids, const Tensor& weights) {
-    const DevWeight& g = static_cast<const CudaWeight&>(gate).dev;
-    const int64_t T = x.rows(), E = gate.rows;
-    if (T != 1 || !fused_norms() || !cuda::gemv_rmsnorm_supported(g)) {
+    const int64_t T = x.rows();
+    if (T != 1 || !fused_norms() || !cuda::gemv_rmsnorm_supported(static_cast<const CudaWeight&>(gate).dev)) {
       rmsnorm(h, norm_weight, eps, x);
       router(x, gate, bias, top_k, ids, weights);
       return;
     }
     const OpTimer timer(profiling_, events_, "rmsnorm + router", stream_);
-    MOEQ_CHECK(top_k > 0 && top_k <= E, "cuda: router top_k {} of {} experts", top_k, E);
-    MOEQ_CHECK(bias.numel() == E, "cuda: router bias of {} for {} experts", bias.numel(), E);
     check(h, T, gate.cols, "norm input");
     check(x, T, gate.cols, "norm output");
     MOEQ_CHECK(norm_weight.numel() == gate.cols, "cuda: norm weight of {} for rows of {}", norm_weight.numel(),
                gate.cols);
-    check(ids, T, top_k, "router ids");
-    check(weights, T, top_k, "router weights");
-    float* logits = scratch_f32("router_logits", T * E);
-    const DevWeight* ws[1] = {&g};
-    float* ys[1] = {logits};
-    cuda::gemv_multi_rmsnorm(ws, ys, 1, h.as<float>(), norm_weight.as<float>(), eps, x.as<float>(), stream_);
-    cuda::router_topk(logits, bias.as<float>(), T, int(E), top_k, ids.as<int32_t>(), weights.as<float>(), stream_);
+    route(T, gate, bias, top_k, ids, weights, [&](const DevWeight& g, float* logits) {
+      const DevWeight* ws[1] = {&g};
+      float* ys[1] = {logits};
+      cuda::gemv_multi_rmsnorm(ws, ys, 1, h.as<float>(), norm_weight.as<float>(), eps, x.as<float>(), stream_);
+    });
   }
 
   void moe_experts(const Tensor& x, const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
@@ -475,7 +463,7 @@ class CudaBackend final : public Backend {
                      const BackendExperts& experts, const Tensor& tmp) override {
     const auto& ex = static_cast<const CudaExperts&>(experts);
     const int64_t T = x.rows(), K = top_k, D = ex.hidden;
-    if (T > moe_decode_tokens() || !moe_stream() || D % 4 != 0 || K < 1 || K > 16 ||
+    if (T > moe_decode_tokens() || !moe_stream() || D % 4 != 0 || K < 1 || K > cuda::kCombineMaxK ||
         !cuda::moe_stream_decode_supported(ex.dev, T * K, int(K))) {
       Backend::moe_block_add(h, norm_weight, eps, x, gate, bias, top_k, ids, weights, experts, tmp);
       return;
@@ -618,6 +606,25 @@ class CudaBackend final : public Backend {
   void run_linear(const DevWeight& w, const float* x, int64_t T, float* y, bool accumulate = false) {
     if (T <= kDecodeTokens) cuda::gemv(w, x, T, y, stream_, accumulate);
     else cuda::gemm(w, x, T, y, stream_, accumulate);
+  }
+
+  // Whether three products can share one launch (gemv_multi): one format and input width.
+  static bool one_launch(const BackendWeight& a, const BackendWeight& b, const BackendWeight& c) {
+    return a.format == b.format && a.format == c.format && a.cols == b.cols && a.cols == c.cols;
+  }
+
+  // The router's checks, its logits [T][E] (written by `product(gate, logits)`), then the top-k.
+  template <typename Product>
+  void route(int64_t T, const BackendWeight& gate, const Tensor& bias, int top_k, const Tensor& ids,
+             const Tensor& weights, Product&& product) {
+    const int64_t E = gate.rows;
+    MOEQ_CHECK(top_k > 0 && top_k <= E, "cuda: router top_k {} of {} experts", top_k, E);
+    MOEQ_CHECK(bias.numel() == E, "cuda: router bias of {} for {} experts", bias.numel(), E);
+    check(ids, T, top_k, "router ids");
+    check(weights, T, top_k, "router weights");
+    float* logits = scratch_f32("router_logits", T * E);
+    product(static_cast<const CudaWeight&>(gate).dev, logits);
+    cuda::router_topk(logits, bias.as<float>(), T, int(E), top_k, ids.as<int32_t>(), weights.as<float>(), stream_);
   }
 
   // The decode MoE's scratch (cuda::moe_decode): a and y rows per (token, choice), zeroed tickets.

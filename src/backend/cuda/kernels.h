@@ -121,7 +121,8 @@ void moe_decode_stream(const MoeWeights& m, const float* x, const int32_t* ids, 
                        float* a, float* y, int32_t* tickets, float* out, bool accumulate, cudaStream_t s,
                        bool combine = true);
 // ---- moe_combine.cu: after moe_decode_stream without `combine` (y [T*K][D] written) ----
-// h[t] += sum_k wts[t K + k] y[t K + k] (in order of k). D % 4 == 0, 1 <= K <= 16.
+// h[t] += sum_k wts[t K + k] y[t K + k] (in order of k). D % 4 == 0, 1 <= K <= kCombineMaxK.
+constexpr int kCombineMaxK = 16;
 void moe_combine_add(const float* y, const float* wts, int64_t T, int K, int64_t D, float* h, cudaStream_t s);
 // Prefill path: tokens grouped by expert, tensor-core products per expert.
 struct MoeScratch {

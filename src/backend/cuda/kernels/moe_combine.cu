@@ -13,7 +13,7 @@
 namespace moeq::cuda {
 namespace {
 
-constexpr int kThreads = 128, kMaxK = 16;
+constexpr int kThreads = 128, kMaxK = kCombineMaxK;
 
 // grid (float4 blocks of a row, T): thread j of block (b, t) takes float4 b * kThreads + j of row t.
 __global__ void __launch_bounds__(kThreads) moe_combine_add_kernel(const float* y, const float* wts, int K, int64_t D,
