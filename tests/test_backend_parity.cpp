@@ -412,6 +412,74 @@ TEST_F(Parity, RmsNormLinear3Fused) {
   }
 }
 
+// The attention block up to its output projection (input norm, q/k/v, QK-norm, RoPE, attention
+// with the cache write). For one token the CUDA backend folds the QK-norm and RoPE into the decode
+// attention, from sums of squares the q/k/v product leaves. Caches start with the same random
+// rows on both sides; steps at a long position and at position 0 (only this step's row), two
+// steps in a row with no upload between (the second may not read the cache early, and must see
+// the row the first wrote, normalised), a step of two tokens (the ops apart), and a model
+// without QK-norm. The caches are compared at the end.
+TEST_F(Parity, NormQkvAttentionFused) {
+  struct Case {
+    std::string fmt;
+    int64_t H;
+    int nh, nkv, hd, rd, ctx;
+  };
+  for (const Case& cs : std::vector<Case>{{"q8_g32", 3072, 48, 8, 128, 64, 2100},
+                                          {"q8_g32", 384, 12, 2, 64, 32, 300},
+                                          {"bf16", 384, 12, 2, 64, 32, 300}}) {
+    const int64_t qd = int64_t(cs.nh) * cs.hd, kvd = int64_t(cs.nkv) * cs.hd;
+    const QuantizedWeight wq = weight(cs.fmt, qd, cs.H), wk = weight(cs.fmt, kvd, cs.H), wv = weight(cs.fmt, kvd, cs.H);
+    auto qc = cpu.upload_weight(wq), kc_ = cpu.upload_weight(wk), vc_ = cpu.upload_weight(wv);
+    auto qg = gpu->upload_weight(wq), kg_ = gpu->upload_weight(wk), vg_ = gpu->upload_weight(wv);
+    auto nw = both(test::randn(size_t(cs.H), rng), {cs.H});
+    auto qn = both(test::randn(size_t(qd), rng), {qd});
+    auto kn = both(test::randn(size_t(kvd), rng), {kvd});
+    const int layers = 2, slots = 2;
+    KVCache cc = cpu.alloc_kv(layers, slots, cs.ctx, int(kvd)), cg = gpu->alloc_kv(layers, slots, cs.ctx, int(kvd));
+    for (Tensor KVCache::*part : {&KVCache::k, &KVCache::v}) {
+      const auto rows = test::randn(size_t((cc.*part).numel()), rng);
+      cpu.to_device(cc.*part, rows.data());
+      gpu->to_device(cg.*part, rows.data());
+    }
+    const AttentionShape shape{cs.nh, cs.nkv, cs.hd, cs.rd, 5e6};
+    const std::string name = cs.fmt + " H=" + std::to_string(cs.H);
+    // Inputs and outputs of one call with T tokens.
+    struct Step {
+      std::pair<Tensor, Tensor> h, pos, slot;
+    };
+    auto make = [&](const std::vector<int32_t>& sl, const std::vector<int32_t>& ps) {
+      const int64_t T = int64_t(sl.size());
+      return Step{both(test::randn(size_t(T * cs.H), rng, 3.0f), {T, cs.H}), both_i32(ps, {T}), both_i32(sl, {T})};
+    };
+    auto run = [&](const Step& st, bool qk_norm, const std::string& what) {
+      const int64_t T = st.h.first.rows();
+      auto x = poisoned({T, cs.H});
+      auto q = poisoned({T, qd}), k = poisoned({T, kvd}), v = poisoned({T, kvd});
+      auto o = poisoned({T, qd});
+      cpu.norm_qkv_attention(st.h.first, nw.first, 1e-6f, x.first, *qc, *kc_, *vc_, qk_norm ? &qn.first : nullptr,
+                             qk_norm ? &kn.first : nullptr, q.first, k.first, v.first, cc, 1, st.pos.first,
+                             st.slot.first, shape, o.first);
+      gpu->norm_qkv_attention(st.h.second, nw.second, 1e-6f, x.second, *qg, *kg_, *vg_, qk_norm ? &qn.second : nullptr,
+                              qk_norm ? &kn.second : nullptr, q.second, k.second, v.second, cg, 1, st.pos.second,
+                              st.slot.second, shape, o.second);
+      EXPECT_LT(compare(x.first, x.second), kF32Tol) << name << " " << what;
+      EXPECT_LT(compare(o.first, o.second), kF32Tol) << name << " " << what;
+    };
+    run(make({1}, {cs.ctx - 40}), true, "one token, long history");
+    run(make({0}, {0}), true, "one token at position 0");
+    {
+      const Step a = make({1}, {cs.ctx - 39}), b = make({1}, {cs.ctx - 38});
+      run(a, true, "first of two in a row");
+      run(b, true, "second of two in a row");
+    }
+    run(make({0, 1}, {1, cs.ctx - 37}), true, "two tokens");
+    run(make({0}, {2}), false, "without QK-norm");
+    EXPECT_LT(compare(cc.k, cg.k), kF32Tol) << name << " k cache";
+    EXPECT_LT(compare(cc.v, cg.v), kF32Tol) << name << " v cache";
+  }
+}
+
 TEST_F(Parity, AddAndGather) {
   auto a = both(test::randn(1000, rng), {10, 100});
   auto b = both(test::randn(1000, rng), {10, 100});

@@ -48,6 +48,23 @@ void Backend::qk_norm_rope(const Tensor& q, const Tensor& k, const Tensor& q_wei
   rope(k, positions, n_kv_heads, head_dim, rotary_dim, theta);
 }
 
+void Backend::norm_qkv_attention(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x,
+                                 const BackendWeight& wq, const BackendWeight& wk, const BackendWeight& wv,
+                                 const Tensor* q_norm, const Tensor* k_norm, const Tensor& q, const Tensor& k,
+                                 const Tensor& v, KVCache& kv, int layer, const Tensor& positions, const Tensor& slots,
+                                 const AttentionShape& a, const Tensor& out) {
+  MOEQ_CHECK((q_norm == nullptr) == (k_norm == nullptr), "norm_qkv_attention: q_norm and k_norm go together");
+  rmsnorm_linear3(h, norm_weight, eps, x, wq, q, wk, k, wv, v);
+  if (q_norm) {
+    qk_norm_rope(q, k, *q_norm, *k_norm, eps, positions, a.n_heads, a.n_kv_heads, a.head_dim, a.rotary_dim,
+                 a.rope_theta);
+  } else {
+    rope(q, positions, a.n_heads, a.head_dim, a.rotary_dim, a.rope_theta);
+    rope(k, positions, a.n_kv_heads, a.head_dim, a.rotary_dim, a.rope_theta);
+  }
+  attention(q, k, v, kv, layer, positions, slots, a.n_heads, a.n_kv_heads, a.head_dim, out);
+}
+
 void Backend::linear_add(const Tensor& x, const BackendWeight& w, const Tensor& out, const Tensor& tmp) {
   linear(x, w, tmp);
   add(out, tmp, out);

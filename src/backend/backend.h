@@ -37,6 +37,12 @@ struct KVCache {
   int layers = 0, slots = 0, ctx = 0, kv_dim = 0;
 };
 
+// The attention's head layout and rotation (the model's config).
+struct AttentionShape {
+  int n_heads = 0, n_kv_heads = 0, head_dim = 0, rotary_dim = 0;
+  double rope_theta = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -100,6 +106,17 @@ class Backend {
   virtual void qk_norm_rope(const Tensor& q, const Tensor& k, const Tensor& q_weight, const Tensor& k_weight,
                             float eps, const Tensor& positions, int n_heads, int n_kv_heads, int head_dim,
                             int rotary_dim, double theta);
+  // The attention block up to its output projection: x = rmsnorm(h) * norm_weight; q, k, v = x
+  // Wq^T, x Wk^T, x Wv^T; q and k normalised over the whole row by q_norm and k_norm (skipped when
+  // those are null) and rotated (partial RoPE); then attention as `attention` (this step's k and v
+  // written to the cache) into out. x and out are outputs; q, k and v are scratch for it (their
+  // contents afterwards are unspecified). Fused where a backend can (the default calls
+  // rmsnorm_linear3, qk_norm_rope or rope, and attention).
+  virtual void norm_qkv_attention(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x,
+                                  const BackendWeight& wq, const BackendWeight& wk, const BackendWeight& wv,
+                                  const Tensor* q_norm, const Tensor* k_norm, const Tensor& q, const Tensor& k,
+                                  const Tensor& v, KVCache& kv, int layer, const Tensor& positions,
+                                  const Tensor& slots, const AttentionShape& shape, const Tensor& out);
   // Residual forms, fused where a backend can: out += x W^T, out += moe(x). `tmp` (the shape of
   // out) is scratch for backends that compute the two steps apart (the defaults do).
   virtual void linear_add(const Tensor& x, const BackendWeight& w, const Tensor& out, const Tensor& tmp);

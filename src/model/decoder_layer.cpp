@@ -51,16 +51,12 @@ LayerScratch LayerScratch::first(int64_t T) const {
 void attention_block(Backend& be, const ModelConfig& c, const BackendLayer& L, const Tensor& h, const Tensor& pos,
                      const Tensor& slots, KVCache& kv, int cache_layer, const LayerScratch& s,
                      const AttentionTaps* taps, bool post_norm) {
-  be.rmsnorm_linear3(h, L.input_norm, c.rms_norm_eps, s.x, *L.q, s.q, *L.k, s.k, *L.v, s.v);
-  if (taps && taps->qkv_input) taps->qkv_input(s.x);
-  if (c.use_qk_norm) {  // RMSNorm over the whole projection, all heads at once, then RoPE
-    be.qk_norm_rope(s.q, s.k, L.q_norm, L.k_norm, c.rms_norm_eps, pos, c.num_heads, c.num_kv_heads, c.head_dim,
-                    c.rotary_dim, c.rope_theta);
-  } else {
-    be.rope(s.q, pos, c.num_heads, c.head_dim, c.rotary_dim, c.rope_theta);
-    be.rope(s.k, pos, c.num_kv_heads, c.head_dim, c.rotary_dim, c.rope_theta);
-  }
-  be.attention(s.q, s.k, s.v, kv, cache_layer, pos, slots, c.num_heads, c.num_kv_heads, c.head_dim, s.attn);
+  // QK-norm: RMSNorm over the whole projection, all heads at once, then RoPE.
+  const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, c.rotary_dim, c.rope_theta};
+  be.norm_qkv_attention(h, L.input_norm, c.rms_norm_eps, s.x, *L.q, *L.k, *L.v, c.use_qk_norm ? &L.q_norm : nullptr,
+                        c.use_qk_norm ? &L.k_norm : nullptr, s.q, s.k, s.v, kv, cache_layer, pos, slots, shape,
+                        s.attn);
+  if (taps && taps->qkv_input) taps->qkv_input(s.x);  // x is still the products' input
   if (taps && taps->o_input) taps->o_input(s.attn);
   be.linear_add(s.attn, *L.o, h, s.tmp);
   if (post_norm) be.rmsnorm(h, L.post_norm, c.rms_norm_eps, s.x);

@@ -82,6 +82,13 @@ bool fused_norms() {
   return on;
 }
 
+// For one token, the QK-norm and RoPE run inside the decode attention, from sums of squares the
+// q/k/v product leaves (norm_qkv_attention); MOEQ_FUSED_QK_NORM=0 launches them apart.
+bool fused_qk_norm() {
+  static const bool on = env_knob("MOEQ_FUSED_QK_NORM", 1, 0, 1) != 0;
+  return on;
+}
+
 std::shared_ptr<void> device_alloc(size_t bytes) {
   void* p = nullptr;
   if (bytes == 0) bytes = 16;
@@ -373,36 +380,81 @@ class CudaBackend final : public Backend {
     check(v, T, kv_dim, "attention v");
     check(out, T, int64_t(n_heads) * head_dim, "attention output");
     MOEQ_CHECK(kv.kv_dim == kv_dim && layer >= 0 && layer < kv.layers, "cuda: attention cache mismatch");
-    const int64_t slot_stride = int64_t(kv.ctx) * kv_dim;
-    float* kc = kv.k.as<float>() + int64_t(layer) * kv.slots * slot_stride;
-    float* vc = kv.v.as<float>() + int64_t(layer) * kv.slots * slot_stride;
-    // The decode kernel may read this layer's cache before its dependency wait only if no kernel
-    // still in flight writes it: none has attended over it since the last upload (a copy from
-    // the host waits for every kernel before it; each forward uploads its positions).
-    const bool early = attended_.insert(kc).second;
-    const int splits = cuda::attention_splits(T, n_kv_heads, kv.ctx, sm_count_ * attn_blocks_per_sm());
-    cuda::AttnScratch sc;
-    if (splits > 1) {
-      const int64_t n = T * n_heads * splits;
-      sc.partial_o = scratch_f32("attn_o", n * head_dim);
-      sc.partial_ml = scratch_f32("attn_ml", n * 2);
-      sc.capacity_splits = n;
-    }
-    if (cuda::attention_decode_supported(T, n_heads, n_kv_heads, head_dim, slot_stride)) {
-      cuda::attention_decode(q.as<float>(), k.as<float>(), v.as<float>(), kc, vc, positions.as<int32_t>(),
-                             slots.as<int32_t>(), T, n_heads, n_kv_heads, head_dim, slot_stride, splits,
-                             early && pdl_early_reads(), sc, out.as<float>(), stream_);
+    MOEQ_CHECK(positions.numel() == T && slots.numel() == T, "cuda: attention positions or slots do not fit");
+    const AttnSetup a = attn_setup(kv, layer, T, n_heads, n_kv_heads, head_dim);
+    if (cuda::attention_decode_supported(T, n_heads, n_kv_heads, head_dim, a.slot_stride)) {
+      cuda::attention_decode(q.as<float>(), k.as<float>(), v.as<float>(), a.kc, a.vc, positions.as<int32_t>(),
+                             slots.as<int32_t>(), T, n_heads, n_kv_heads, head_dim, a.slot_stride, a.splits, a.early,
+                             a.scratch, out.as<float>(), stream_);
       return;
     }
-    cuda::kv_write(k.as<float>(), v.as<float>(), positions.as<int32_t>(), slots.as<int32_t>(), T, kc, vc, slot_stride,
-                   int(kv_dim), kv.ctx, stream_);
+    cuda::kv_write(k.as<float>(), v.as<float>(), positions.as<int32_t>(), slots.as<int32_t>(), T, a.kc, a.vc,
+                   a.slot_stride, int(kv_dim), kv.ctx, stream_);
     if (T > kDecodeTokens && cuda::flash_attention_supported(head_dim)) {
-      cuda::flash_attention(q.as<float>(), kc, vc, positions.as<int32_t>(), slots.as<int32_t>(), T, n_heads, n_kv_heads,
-                            head_dim, slot_stride, out.as<float>(), stream_);
+      cuda::flash_attention(q.as<float>(), a.kc, a.vc, positions.as<int32_t>(), slots.as<int32_t>(), T, n_heads,
+                            n_kv_heads, head_dim, a.slot_stride, out.as<float>(), stream_);
       return;
     }
-    cuda::attention(q.as<float>(), kc, vc, positions.as<int32_t>(), slots.as<int32_t>(), T, n_heads, n_kv_heads,
-                    head_dim, slot_stride, kv.ctx, splits, sc, out.as<float>(), stream_);
+    cuda::attention(q.as<float>(), a.kc, a.vc, positions.as<int32_t>(), slots.as<int32_t>(), T, n_heads, n_kv_heads,
+                    head_dim, a.slot_stride, kv.ctx, a.splits, a.scratch, out.as<float>(), stream_);
+  }
+
+  // For one token: the q/k/v product (with the input norm) also leaves per-block sums of squares
+  // of q and k, and the decode attention applies the QK-norm and RoPE itself from them, so the
+  // QK-norm kernel and its dependent step leave the chain. MOEQ_FUSED_QK_NORM=0 runs the ops apart.
+  void norm_qkv_attention(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x,
+                          const BackendWeight& wq, const BackendWeight& wk, const BackendWeight& wv,
+                          const Tensor* q_norm, const Tensor* k_norm, const Tensor& q, const Tensor& k,
+                          const Tensor& v, KVCache& kv, int layer, const Tensor& positions, const Tensor& slots,
+                          const AttentionShape& sh, const Tensor& out) override {
+    const auto& dq = static_cast<const CudaWeight&>(wq).dev;
+    const auto& dk = static_cast<const CudaWeight&>(wk).dev;
+    const auto& dv = static_cast<const CudaWeight&>(wv).dev;
+    const int64_t q_dim = int64_t(sh.n_heads) * sh.head_dim, kv_dim = int64_t(sh.n_kv_heads) * sh.head_dim;
+    const bool fusable = h.rows() == 1 && q_norm && k_norm && fused_norms() && fused_qk_norm() &&
+                         one_launch(wq, wk, wv) && cuda::gemv_rmsnorm_supported(dq) && wq.rows == q_dim &&
+                         wk.rows == kv_dim && wv.rows == kv_dim && kv.kv_dim == kv_dim &&
+                         cuda::attention_qk_norm_supported(sh.head_dim, sh.rotary_dim) &&
+                         cuda::attention_decode_supported(1, sh.n_heads, sh.n_kv_heads, sh.head_dim,
+                                                          int64_t(kv.ctx) * kv_dim);
+    auto apart = [&] {
+      Backend::norm_qkv_attention(h, norm_weight, eps, x, wq, wk, wv, q_norm, k_norm, q, k, v, kv, layer, positions,
+                                  slots, sh, out);
+    };
+    if (!fusable) return apart();
+    check(h, 1, wq.cols, "norm input");
+    check(x, 1, wq.cols, "norm output");
+    MOEQ_CHECK(norm_weight.numel() == wq.cols, "cuda: norm weight of {} for rows of {}", norm_weight.numel(), wq.cols);
+    check(q, 1, q_dim, "attention q");
+    check(k, 1, kv_dim, "attention k");
+    check(v, 1, kv_dim, "attention v");
+    check(out, 1, q_dim, "attention output");
+    MOEQ_CHECK(q_norm->numel() == q_dim && k_norm->numel() == kv_dim, "cuda: QK-norm weights do not fit");
+    MOEQ_CHECK(positions.numel() == 1 && slots.numel() == 1, "cuda: attention positions or slots do not fit");
+    MOEQ_CHECK(layer >= 0 && layer < kv.layers, "cuda: attention cache mismatch");
+    cuda::QkNormArgs qn;
+    float* sums = scratch_f32("qk_sumsq", cuda::gemv_sumsq_floats(wq.rows, wk.rows));
+    qn.sumsq = sums;
+    {
+      const OpTimer timer(profiling_, events_,
+                          profiling_ ? fmt::format("rmsnorm + linear {} q/k/v + sums", wq.format) : std::string(),
+                          stream_);
+      const DevWeight* ws[3] = {&dq, &dk, &dv};
+      float* ys[3] = {q.as<float>(), k.as<float>(), v.as<float>()};
+      if (!cuda::gemv_multi_rmsnorm(ws, ys, 3, h.as<float>(), norm_weight.as<float>(), eps, x.as<float>(), stream_,
+                                    sums, &qn.counts))
+        return apart();  // nothing launched
+    }
+    const OpTimer timer(profiling_, events_, "attention with QK-norm", stream_);
+    qn.q_weight = q_norm->as<float>();
+    qn.k_weight = k_norm->as<float>();
+    qn.inv_freq = inv_freq(sh.rotary_dim, sh.rope_theta);
+    qn.rotary_dim = sh.rotary_dim;
+    qn.eps = eps;
+    const AttnSetup a = attn_setup(kv, layer, 1, sh.n_heads, sh.n_kv_heads, sh.head_dim);
+    cuda::attention_decode(q.as<float>(), k.as<float>(), v.as<float>(), a.kc, a.vc, positions.as<int32_t>(),
+                           slots.as<int32_t>(), 1, sh.n_heads, sh.n_kv_heads, sh.head_dim, a.slot_stride, a.splits,
+                           a.early, a.scratch, out.as<float>(), stream_, &qn);
   }
 
   void router(const Tensor& x, const BackendWeight& gate, const Tensor& bias, int top_k, const Tensor& ids,
@@ -609,6 +661,34 @@ class CudaBackend final : public Backend {
   }
 
   // Whether three products can share one launch (gemv_multi): one format and input width.
+  // A layer's cache, its splits and their scratch for T tokens attending.
+  struct AttnSetup {
+    int64_t slot_stride = 0;
+    float* kc = nullptr;
+    float* vc = nullptr;
+    bool early = false;
+    int splits = 1;
+    cuda::AttnScratch scratch;
+  };
+  AttnSetup attn_setup(KVCache& kv, int layer, int64_t T, int n_heads, int n_kv_heads, int head_dim) {
+    AttnSetup a;
+    a.slot_stride = int64_t(kv.ctx) * kv.kv_dim;
+    a.kc = kv.k.as<float>() + int64_t(layer) * kv.slots * a.slot_stride;
+    a.vc = kv.v.as<float>() + int64_t(layer) * kv.slots * a.slot_stride;
+    // The decode kernel may read this layer's cache before its dependency wait only if no kernel
+    // still in flight writes it: none has attended over it since the last upload (a copy from
+    // the host waits for every kernel before it; each forward uploads its positions).
+    a.early = attended_.insert(a.kc).second && pdl_early_reads();
+    a.splits = cuda::attention_splits(T, n_kv_heads, kv.ctx, sm_count_ * attn_blocks_per_sm());
+    if (a.splits > 1) {
+      const int64_t n = T * n_heads * a.splits;
+      a.scratch.partial_o = scratch_f32("attn_o", n * head_dim);
+      a.scratch.partial_ml = scratch_f32("attn_ml", n * 2);
+      a.scratch.capacity_splits = n;
+    }
+    return a;
+  }
+
   static bool one_launch(const BackendWeight& a, const BackendWeight& b, const BackendWeight& c) {
     return a.format == b.format && a.format == c.format && a.cols == b.cols && a.cols == c.cols;
   }

@@ -45,8 +45,17 @@ void gemv_multi(const DevWeight* const* w, float* const* y, int n, const float* 
 // launch: every block normalises x itself and block 0 writes xn (the norms before the router's and
 // the q/k/v products, without a launch of their own).
 bool gemv_rmsnorm_supported(const DevWeight& w);
-void gemv_multi_rmsnorm(const DevWeight* const* w, float* const* y, int n, const float* x, const float* norm_w,
-                        float eps, float* xn, cudaStream_t s);
+// With `sumsq` (n >= 2): every block whose rows meet y[0]'s or y[1]'s also writes the sum of the
+// squares of its outputs there: y[0]'s partial sums first (counts->q of them), then y[1]'s
+// (counts->k), for a consumer that needs the RMS of those whole rows (the QK-norm folded into the
+// decode attention). Returns false, launching nothing, where the blocks do not allow it (the last
+// block of y[1]'s rows would reach past the row space); gemv_sumsq_floats bounds the floats written.
+struct SumSqCounts {
+  int q = 0, k = 0;
+};
+int64_t gemv_sumsq_floats(int64_t rows0, int64_t rows1);
+bool gemv_multi_rmsnorm(const DevWeight* const* w, float* const* y, int n, const float* x, const float* norm_w,
+                        float eps, float* xn, cudaStream_t s, float* sumsq = nullptr, SumSqCounts* counts = nullptr);
 
 // ---- gemm_f32.cu: f32 CUDA-core product for many tokens and a small weight (the router) ----
 void gemm_f32(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s);
@@ -78,10 +87,23 @@ constexpr int64_t kAttentionDecodeTokens = 16;
 bool attention_decode_supported(int64_t T, int n_heads, int n_kv_heads, int head_dim, int64_t slot_stride);
 // `early`: no kernel still in flight writes pos, slots or this layer's cache (kc, vc), so the
 // kernel may read the cache rows before its programmatic dependency wait (attention_decode.cu).
+// qn (one token only): q and k are the raw projections; the kernel applies the QK-norm (RMS over
+// the whole q and k rows, from the partial sums of squares gemv_multi_rmsnorm wrote) and the
+// partial RoPE itself, as qk_norm_rope would, and writes the normalised k row to the cache.
+struct QkNormArgs {
+  const float* q_weight = nullptr;  // [n_heads * head_dim]
+  const float* k_weight = nullptr;  // [n_kv_heads * head_dim]
+  const float* sumsq = nullptr;     // partial sums of squares: q's (counts.q floats), then k's
+  SumSqCounts counts;
+  const float* inv_freq = nullptr;  // [rotary_dim / 2]
+  int rotary_dim = 0;
+  float eps = 0;
+};
+bool attention_qk_norm_supported(int head_dim, int rotary_dim);  // with attention_decode_supported
 void attention_decode(const float* q, const float* k, const float* v, float* kc, float* vc, const int32_t* pos,
                       const int32_t* slots, int64_t T, int n_heads, int n_kv_heads, int head_dim,
                       int64_t slot_stride, int splits, bool early, const AttnScratch& scratch, float* out,
-                      cudaStream_t s);
+                      cudaStream_t s, const QkNormArgs* qn = nullptr);
 
 // ---- flash_attention.cu: prefill attention on tensor cores (bf16 operands, f32 accumulation) ----
 bool flash_attention_supported(int head_dim);

@@ -20,6 +20,15 @@
 // the positions, slots or this layer's cache: an upload since the layer's last attention), the
 // first group's cache rows below the first position this launch writes for the slot are loaded
 // before the dependency wait, while the projections before it still run.
+//
+// QN (one token): q and k arrive as the raw projections, and the QK-norm and RoPE that
+// qk_norm_rope_reg_kernel would apply happen here, which removes that kernel's launch and its
+// dependent step from the decode chain. The norm is over the whole q (and k) row, all heads, but a
+// block holds 6 of 48 heads: the q/k/v product leaves per-block partial sums of squares
+// (gemv_multi_rmsnorm's sumsq, a few hundred floats), and every block adds them up instead of
+// reading the whole rows. The norm weights and the RoPE frequencies are copied to shared memory
+// (cp.async) before the dependency wait. This step's k row, normalised and rotated in shared
+// memory, is both the cache write and the late row the last split scores.
 #include <algorithm>
 #include <type_traits>
 
@@ -32,6 +41,13 @@ namespace moeq::cuda {
 namespace {
 
 constexpr int kThreads = 128, kWarps = kThreads / 32, kRows = 8;
+
+// 16 bytes global -> shared without a register or a wait (cp.async; completed by cp_async_wait).
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 
 // A vector of D floats (D = 2 or 4): loaded with an L2 policy, stored to shared memory.
 template <int D>
@@ -56,14 +72,18 @@ struct Vec<2> {
 };
 
 // Row offsets within a slot are 32-bit (the host checks ctx * kv_dim < 2^31).
-template <int D, int G>
+template <int D, int G, bool QN>
 __global__ void __launch_bounds__(kThreads, G <= 6 ? 4 : 3)
     attention_decode_kernel(const float* q, const float* k, const float* v, float* kc, float* vc, const int32_t* pos,
                             const int32_t* slots, int T, int n_heads, int n_kv, int64_t slot_stride, int splits,
-                            bool early, float* part_o, float* part_ml, float* out) {
+                            bool early, float* part_o, float* part_ml, float* out, QkNormArgs qn) {
   constexpr int hd = 32 * D, kQ4 = hd / 16;  // float4 of a K row per lane
   static_assert(G <= 8, "P is staged as 8 heads per row");
   __shared__ float4 qs[G * hd / 4];
+  // QN: the q and k norm weights of the block's heads, this step's k row, the angles, the sums.
+  __shared__ float4 qn_qw[QN ? G * hd / 4 : 1], qn_kw[QN ? hd / 4 : 1], qn_k[QN ? hd / 4 : 1];
+  __shared__ float4 qn_freq[QN ? hd / 8 : 1];
+  __shared__ float qn_sin[QN ? hd / 2 : 1], qn_cos[QN ? hd / 2 : 1], qn_red[2][kWarps];
   __shared__ float4 ps[kWarps][kRows][2];  // p of row j for heads 0-3 and 4-7
   __shared__ float sm_m[kWarps][G], sm_l[kWarps][G], sm_f[kWarps][G], sm_inv_l[G];
   __shared__ __align__(16) float sm_o[kWarps][G][hd];
@@ -109,7 +129,10 @@ __global__ void __launch_bounds__(kThreads, G <= 6 ? 4 : 3)
   // `late` (rows past the split stay as they are: masked or weighted by zero).
   auto load_group = [&](int r0, bool cached, bool late) {
     const int pk = r0 + j;
-    if (pk < p_end && (pk < lo ? cached : late)) {
+    if (QN && pk < p_end && pk >= lo && late) {  // this step's k row (QN: one token), normalised here
+#pragma unroll
+      for (int i = 0; i < kQ4; ++i) kr[i] = qn_k[c + 4 * i];
+    } else if (pk < p_end && (pk < lo ? cached : late)) {
       const float* src = (pk < lo ? kslot + pk * kv_dim : late_row(pk, k, kslot)) + 4 * c;
 #pragma unroll
       for (int i = 0; i < kQ4; ++i) kr[i] = ld_hint(reinterpret_cast<const float4*>(src + 16 * i), pol);
@@ -134,35 +157,130 @@ __global__ void __launch_bounds__(kThreads, G <= 6 ? 4 : 3)
     locate();
     load_group(p_begin + warp * kRows, true, false);
   }
+  constexpr int kQIters = (G * hd / 4 + kThreads - 1) / kThreads;
+  [[maybe_unused]] const int half = qn.rotary_dim / 2;
+  if constexpr (QN) {
+    // The norm weights and frequencies (read-only) start on their way to shared memory before the
+    // wait, by cp.async: no registers held across it, and no round trip of their own after it
+    // (blocks that become resident only once the q/k/v product ends would otherwise wait for
+    // these loads and then for the partial sums, one after the other).
+#pragma unroll
+    for (int it = 0; it < kQIters; ++it) {
+      const int i = threadIdx.x + it * kThreads;
+      if (i < G * hd / 4) {
+        if (i / (hd / 4) < group)
+          cp_async16(&qn_qw[i], reinterpret_cast<const float4*>(qn.q_weight + g * group * hd) + i);
+        else
+          qn_qw[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+    }
+    const int tid = threadIdx.x;
+    if (tid < hd / 4) cp_async16(&qn_kw[tid], reinterpret_cast<const float4*>(qn.k_weight + g * hd) + tid);
+    if (tid < half / 4) cp_async16(&qn_freq[tid], reinterpret_cast<const float4*>(qn.inv_freq) + tid);
+  }
   pdl_wait();
   if (!early) locate();
   const int first = p_begin + warp * kRows;
-  if (first < p_end) load_group(first, !early, true);
+  // QN: this step's k row only once it is normalised (below).
+  if (first < p_end) load_group(first, !early, !QN);
 
   // Queries of the group, pre-scaled for a base-2 softmax.
   const float scale = rsqrtf(float(hd)) * 1.4426950408889634f;
-  constexpr int kQIters = (G * hd / 4 + kThreads - 1) / kThreads;
+  const float4* q4 = reinterpret_cast<const float4*>(q + (int64_t(t) * n_heads + g * group) * hd);
+  if constexpr (QN) {
+    // Every load at once: the partial sums of squares, the group's raw q and this kv head's raw k.
+    float sq = 0, sk = 0;
+    const int n_sums = qn.counts.q + qn.counts.k;
+    for (int b0 = 0; b0 < n_sums; b0 += 4 * kThreads) {
+      float part[4];
 #pragma unroll
-  for (int it = 0; it < kQIters; ++it) {
-    const int i = threadIdx.x + it * kThreads;
-    const int h = i / (hd / 4);
-    if (i < G * hd / 4) {
-      float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (h < group) {
-        x = reinterpret_cast<const float4*>(q + (int64_t(t) * n_heads + g * group) * hd)[i];
-        x.x *= scale, x.y *= scale, x.z *= scale, x.w *= scale;
+      for (int u = 0; u < 4; ++u) {
+        const int i = b0 + threadIdx.x + u * kThreads;
+        part[u] = i < n_sums ? ld_cg_ordered(qn.sumsq + i) : 0.0f;
       }
-      qs[i] = x;
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int i = b0 + threadIdx.x + u * kThreads;
+        if (i < qn.counts.q) sq += part[u];
+        else sk += part[u];
+      }
+    }
+    float4 xq[kQIters], xk = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int it = 0; it < kQIters; ++it) {
+      const int i = threadIdx.x + it * kThreads;
+      xq[it] = i < G * hd / 4 && i / (hd / 4) < group ? ld_cg_ordered(q4 + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    if (threadIdx.x < hd / 4) xk = ld_cg_ordered(reinterpret_cast<const float4*>(k + g * hd) + threadIdx.x);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      sq += __shfl_xor_sync(0xffffffffu, sq, o);
+      sk += __shfl_xor_sync(0xffffffffu, sk, o);
+    }
+    if (lane == 0) qn_red[0][warp] = sq, qn_red[1][warp] = sk;
+    cp_async_wait();
+    __syncthreads();  // the sums, and the weights and frequencies copied before the wait
+    if (threadIdx.x < half) {  // the rotation angles of this token's position (len - 1)
+      const float f = reinterpret_cast<const float*>(qn_freq)[threadIdx.x];
+      sincosf(float(len - 1) * f, &qn_sin[threadIdx.x], &qn_cos[threadIdx.x]);
+    }
+    sq = 0, sk = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sq += qn_red[0][w], sk += qn_red[1][w];
+    // x * inv * w as the row norms compute it; the softmax scale before the rotation (linear).
+    const float inv_q = 1.0f / sqrtf(sq / float(n_heads * hd) + qn.eps);
+    const float inv_k = 1.0f / sqrtf(sk / float(n_kv * hd) + qn.eps);
+#pragma unroll
+    for (int it = 0; it < kQIters; ++it) {
+      const int i = threadIdx.x + it * kThreads;
+      if (i < G * hd / 4) {
+        const float4 w = qn_qw[i], x = xq[it];
+        qs[i] = make_float4(w.x * (x.x * inv_q) * scale, w.y * (x.y * inv_q) * scale, w.z * (x.z * inv_q) * scale,
+                            w.w * (x.w * inv_q) * scale);
+      }
+    }
+    if (threadIdx.x < hd / 4) {
+      const float4 w = qn_kw[threadIdx.x];
+      qn_k[threadIdx.x] =
+          make_float4(w.x * (xk.x * inv_k), w.y * (xk.y * inv_k), w.z * (xk.z * inv_k), w.w * (xk.w * inv_k));
+    }
+    __syncthreads();
+    // Rotate-half RoPE on the first rotary_dim dims of every head of the group and of the k row.
+    float* qf = reinterpret_cast<float*>(qs);
+#pragma unroll 1
+    for (int i = threadIdx.x; i < (G + 1) * half; i += kThreads) {
+      const int h = i / half, d = i % half;
+      float* row = h < G ? qf + h * hd : reinterpret_cast<float*>(qn_k);
+      const float a = row[d], b = row[d + half];
+      row[d] = a * qn_cos[d] - b * qn_sin[d];
+      row[d + half] = b * qn_cos[d] + a * qn_sin[d];
+    }
+    __syncthreads();
+    if (first < p_end) load_group(first, false, true);
+  } else {
+#pragma unroll
+    for (int it = 0; it < kQIters; ++it) {
+      const int i = threadIdx.x + it * kThreads;
+      const int h = i / (hd / 4);
+      if (i < G * hd / 4) {
+        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (h < group) {
+          x = q4[i];
+          x.x *= scale, x.y *= scale, x.z *= scale, x.w *= scale;
+        }
+        qs[i] = x;
+      }
     }
   }
-  // The cache write of this token's row for kv head g.
+  // The cache write of this token's row for kv head g (QN: the normalised, rotated k).
   if (sp == 0 && threadIdx.x < hd / 4) {
     const int64_t at = int64_t(slot) * slot_stride + int64_t(len - 1) * kv_dim + g * hd;
     const int64_t in = int64_t(t) * kv_dim + g * hd;
-    reinterpret_cast<float4*>(kc + at)[threadIdx.x] = reinterpret_cast<const float4*>(k + in)[threadIdx.x];
+    reinterpret_cast<float4*>(kc + at)[threadIdx.x] =
+        QN ? qn_k[threadIdx.x] : reinterpret_cast<const float4*>(k + in)[threadIdx.x];
     reinterpret_cast<float4*>(vc + at)[threadIdx.x] = reinterpret_cast<const float4*>(v + in)[threadIdx.x];
   }
-  __syncthreads();
+  if constexpr (!QN) __syncthreads();
 
   float acc[G][D], m[G], l[G];
 #pragma unroll
@@ -353,21 +471,31 @@ bool attention_decode_supported(int64_t T, int n_heads, int n_kv_heads, int head
          n_heads / n_kv_heads <= 8 && (head_dim == 64 || head_dim == 128) && slot_stride < (int64_t(1) << 31);
 }
 
+bool attention_qk_norm_supported(int head_dim, int rotary_dim) {
+  return rotary_dim >= 0 && rotary_dim <= head_dim && rotary_dim % 8 == 0;  // frequencies copied as float4
+}
+
 void attention_decode(const float* q, const float* k, const float* v, float* kc, float* vc, const int32_t* pos,
                       const int32_t* slots, int64_t T, int n_heads, int n_kv_heads, int head_dim,
                       int64_t slot_stride, int splits, bool early, const AttnScratch& scratch, float* out,
-                      cudaStream_t s) {
+                      cudaStream_t s, const QkNormArgs* qn) {
   if (!attention_decode_supported(T, n_heads, n_kv_heads, head_dim, slot_stride) || splits < 1 ||
       splits > kAttentionMaxSplits)
     fail_cuda(cudaErrorInvalidValue, "attention_decode: unsupported shape or splits", __FILE__, __LINE__);
+  if (qn && (T != 1 || !attention_qk_norm_supported(head_dim, qn->rotary_dim)))
+    fail_cuda(cudaErrorInvalidValue,
+              "attention_decode: the folded QK-norm takes one token, and rotary_dim a multiple of 8 up to head_dim",
+              __FILE__, __LINE__);
   if (splits > 1 && T * n_heads * splits > scratch.capacity_splits)
     fail_cuda(cudaErrorInvalidValue, "attention_decode: scratch too small", __FILE__, __LINE__);
   const int group = n_heads / n_kv_heads;
   const dim3 grid(unsigned(T * n_kv_heads), unsigned(splits));
+  const QkNormArgs none;
   auto run = [&](auto d, auto gsize) {
-    launch(attention_decode_kernel<decltype(d)::value, decltype(gsize)::value>, grid, dim3(kThreads), 0, s, q, k, v,
-           kc, vc, pos, slots, int(T), n_heads, n_kv_heads, slot_stride, splits, early, scratch.partial_o,
-           scratch.partial_ml, out);
+    constexpr int D = decltype(d)::value, G = decltype(gsize)::value;
+    launch(qn ? attention_decode_kernel<D, G, true> : attention_decode_kernel<D, G, false>, grid, dim3(kThreads), 0,
+           s, q, k, v, kc, vc, pos, slots, int(T), n_heads, n_kv_heads, slot_stride, splits, early, scratch.partial_o,
+           scratch.partial_ml, out, qn ? *qn : none);
   };
   auto by_group = [&](auto d) {
     if (group == 1) run(d, std::integral_constant<int, 1>{});

@@ -30,6 +30,10 @@ struct GemvSet {
   const float* norm_w = nullptr;
   float eps = 0;
   float* xn = nullptr;
+  // NORM kernels: per-block sums of squares of the outputs in y[0] (sq_nq blocks from block 0) and
+  // y[1] (sq_nk blocks from block sq_kb), when sumsq is set (gemv_multi_rmsnorm).
+  float* sumsq = nullptr;
+  int sq_nq = 0, sq_kb = 0, sq_nk = 0;
 };
 
 // Float4 of a row per thread in the NORM prologue: rows of at most 4 * kNormF4 * 256 inputs.
@@ -69,6 +73,31 @@ __device__ __forceinline__ void stage_normed(float* xs, const float* x, int64_t 
                                  g[i].w * (v[i].w * inv));
     *reinterpret_cast<float4*>(xs + (j / 8) * kPadGroup + (j % 8) * 4) = o;
     if (blockIdx.x == 0) reinterpret_cast<float4*>(set.xn)[j] = o;
+  }
+}
+
+// The block's sums of the squares of its outputs in y[0] and in y[1] (GemvSet::sumsq), from each
+// warp's finished sums ys. pass() gives sums only to blocks whose warps are all active, so every
+// thread of such a block reaches the barrier.
+template <int R>
+__device__ __forceinline__ void write_sumsq(const GemvSet& set, int seg, int64_t r0, int64_t rows,
+                                            const float (&ys)[R], float* red) {
+  const int b = int(blockIdx.x);
+  const bool to_q = b < set.sq_nq, to_k = b >= set.sq_kb && b < set.sq_kb + set.sq_nk;
+  if (!to_q && !to_k) return;  // the same for the whole block
+  float ss = 0;
+#pragma unroll
+  for (int i = 0; i < R; ++i)
+    if (r0 + i < rows) ss += ys[i] * ys[i];
+  const int warp = threadIdx.x / 32;
+  if (threadIdx.x % 32 == 0) red[warp] = seg == 0 ? ss : 0.0f, red[kWarps + warp] = seg == 1 ? ss : 0.0f;
+  __syncthreads();
+  if (threadIdx.x < 2) {
+    float sum = 0;
+#pragma unroll
+    for (int i = 0; i < kWarps; ++i) sum += red[threadIdx.x * kWarps + i];
+    if (threadIdx.x == 0 && to_q) set.sumsq[b] = sum;
+    if (threadIdx.x == 1 && to_k) set.sumsq[set.sq_nq + b - set.sq_kb] = sum;
   }
 }
 
@@ -154,16 +183,20 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const fl
       for (int i = 0; i < R; ++i) raw[i] = next[i];
     }
   }
+  float ys[R];  // token 0's sums (the norm's partial sums of squares)
 #pragma unroll
   for (int i = 0; i < R; ++i)
 #pragma unroll
     for (int t = 0; t < T; ++t) {
       const float s = warp_sum(acc[i][t]);
+      if (t == 0) ys[i] = s;
       if (lane == 0 && r0 + i < w.rows) {
         float* dst = set.y[seg] + t * w.rows + r0 + i;
         *dst = accumulate ? *dst + s : s;
       }
     }
+  if constexpr (NORM)
+    if (set.sumsq) write_sumsq<R>(set, seg, r0, w.rows, ys, red);
 }
 
 template <int F, int T, int R, int GPL = 0, bool NORM = false>
@@ -175,9 +208,11 @@ void launch_one(const GemvSet& set, const float* x, bool acc, cudaStream_t s) {
   launch(k, dim3(unsigned((rows + kWarps * R - 1) / (kWarps * R))), dim3(kWarps * 32), smem, s, set, x, acc);
 }
 
-// One pass of T tokens: picks rows per warp, pads the segments, launches.
+// One pass of T tokens: picks rows per warp, pads the segments, launches. With set.sumsq, sets
+// the partial sums' counts first, or returns false without launching where a block that writes
+// them would have inactive warps.
 template <int T>
-void pass(GemvSet set, const float* x, bool acc, cudaStream_t s) {
+bool pass(GemvSet set, const float* x, bool acc, cudaStream_t s, SumSqCounts* counts = nullptr) {
   int64_t total = 0;
   for (int i = 0; i < set.n; ++i) total += set.w[i].rows;
   // The most rows per warp that still leaves about three blocks per multiprocessor.
@@ -196,6 +231,14 @@ void pass(GemvSet set, const float* x, bool acc, cudaStream_t s) {
   }
   if (set.norm_w && gpl == 0) R = 1;  // the fused norm's generic instantiations: one row per warp
   for (int i = 0; i < set.n; ++i) set.start[i + 1] = set.start[i] + (set.w[i].rows + R - 1) / R * R;
+  if (set.sumsq) {
+    const int64_t rpb = int64_t(kWarps) * R, k_end = (set.start[2] + rpb - 1) / rpb;
+    if (set.n < 2 || k_end * rpb > set.start[set.n]) return false;
+    set.sq_nq = int((set.start[1] + rpb - 1) / rpb);
+    set.sq_kb = int(set.start[1] / rpb);
+    set.sq_nk = int(k_end - set.sq_kb);
+    if (counts) counts->q = set.sq_nq, counts->k = set.sq_nk;
+  }
   dispatch_format(set.w[0], [&](auto f) {
     constexpr int F = decltype(f)::value;
     if constexpr (T == 1) {
@@ -217,6 +260,7 @@ void pass(GemvSet set, const float* x, bool acc, cudaStream_t s) {
     else if (R == 2) launch_one<F, T, 2>(set, x, acc, s);
     else launch_one<F, T, 1>(set, x, acc, s);
   });
+  return true;
 }
 
 }  // namespace
@@ -246,8 +290,11 @@ void gemv_multi(const DevWeight* const* w, float* const* y, int n, const float* 
 
 bool gemv_rmsnorm_supported(const DevWeight& w) { return w.cols % 32 == 0 && w.cols <= 4 * kNormF4 * kWarps * 32; }
 
-void gemv_multi_rmsnorm(const DevWeight* const* w, float* const* y, int n, const float* x, const float* norm_w,
-                        float eps, float* xn, cudaStream_t s) {
+// At most one partial sum per block of the smallest (8 rows, R = 1) plus one straddling block each.
+int64_t gemv_sumsq_floats(int64_t rows0, int64_t rows1) { return (rows0 + rows1) / kWarps + 4; }
+
+bool gemv_multi_rmsnorm(const DevWeight* const* w, float* const* y, int n, const float* x, const float* norm_w,
+                        float eps, float* xn, cudaStream_t s, float* sumsq, SumSqCounts* counts) {
   if (n < 1 || n > 3 || !gemv_rmsnorm_supported(*w[0]))
     fail_cuda(cudaErrorInvalidValue, "gemv_multi_rmsnorm: row length or weight count not supported", __FILE__,
               __LINE__);
@@ -260,7 +307,8 @@ void gemv_multi_rmsnorm(const DevWeight* const* w, float* const* y, int n, const
   set.norm_w = norm_w;
   set.eps = eps;
   set.xn = xn;
-  pass<1>(set, x, false, s);
+  set.sumsq = sumsq;
+  return pass<1>(set, x, false, s, counts);
 }
 
 void gemv(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s, bool accumulate) {
