@@ -336,25 +336,36 @@ class CudaBackend final : public Backend {
   void rmsnorm_linear3(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x, const BackendWeight& a,
                        const Tensor& oa, const BackendWeight& b, const Tensor& ob, const BackendWeight& c,
                        const Tensor& oc) override {
-    const auto& wa = static_cast<const CudaWeight&>(a).dev;
-    const auto& wb = static_cast<const CudaWeight&>(b).dev;
-    const auto& wc = static_cast<const CudaWeight&>(c).dev;
-    const bool fusable = h.rows() == 1 && fused_norms() && one_launch(a, b, c) && cuda::gemv_rmsnorm_supported(wa);
+    const bool fusable = h.rows() == 1 && fused_norms() && one_launch(a, b, c) &&
+                         cuda::gemv_rmsnorm_supported(static_cast<const CudaWeight&>(a).dev);
     if (!fusable) {
       Backend::rmsnorm_linear3(h, norm_weight, eps, x, a, oa, b, ob, c, oc);
       return;
     }
-    const OpTimer timer(profiling_, events_,
-                        profiling_ ? fmt::format("rmsnorm + linear {} q/k/v", a.format) : std::string(), stream_);
+    normed_linear3(h, norm_weight, eps, x, a, oa, b, ob, c, oc);
+  }
+
+  // rmsnorm_linear3's one launch for one token (the caller checked that it applies); with `sums`,
+  // also the per-block sums of squares of oa and ob (false: nothing launched, see
+  // gemv_multi_rmsnorm).
+  bool normed_linear3(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x, const BackendWeight& a,
+                      const Tensor& oa, const BackendWeight& b, const Tensor& ob, const BackendWeight& c,
+                      const Tensor& oc, float* sums = nullptr, cuda::SumSqCounts* counts = nullptr) {
+    const OpTimer timer(
+        profiling_, events_,
+        profiling_ ? fmt::format("rmsnorm + linear {} q/k/v{}", a.format, sums ? " + sums" : "") : std::string(),
+        stream_);
     check(h, 1, a.cols, "norm input");
     check(x, 1, a.cols, "norm output");
     MOEQ_CHECK(norm_weight.numel() == a.cols, "cuda: norm weight of {} for rows of {}", norm_weight.numel(), a.cols);
     check(oa, 1, a.rows, "linear output");
     check(ob, 1, b.rows, "linear output");
     check(oc, 1, c.rows, "linear output");
-    const DevWeight* ws[3] = {&wa, &wb, &wc};
+    const DevWeight* ws[3] = {&static_cast<const CudaWeight&>(a).dev, &static_cast<const CudaWeight&>(b).dev,
+                              &static_cast<const CudaWeight&>(c).dev};
     float* ys[3] = {oa.as<float>(), ob.as<float>(), oc.as<float>()};
-    cuda::gemv_multi_rmsnorm(ws, ys, 3, h.as<float>(), norm_weight.as<float>(), eps, x.as<float>(), stream_);
+    return cuda::gemv_multi_rmsnorm(ws, ys, 3, h.as<float>(), norm_weight.as<float>(), eps, x.as<float>(), stream_,
+                                    sums, counts);
   }
 
   void qk_norm_rope(const Tensor& q, const Tensor& k, const Tensor& q_weight, const Tensor& k_weight, float eps,
@@ -375,12 +386,7 @@ class CudaBackend final : public Backend {
                  const Tensor& slots, int n_heads, int n_kv_heads, int head_dim, const Tensor& out) override {
     const OpTimer timer(profiling_, events_, "attention", stream_);
     const int64_t T = q.rows(), kv_dim = int64_t(n_kv_heads) * head_dim;
-    check(q, T, int64_t(n_heads) * head_dim, "attention q");
-    check(k, T, kv_dim, "attention k");
-    check(v, T, kv_dim, "attention v");
-    check(out, T, int64_t(n_heads) * head_dim, "attention output");
-    MOEQ_CHECK(kv.kv_dim == kv_dim && layer >= 0 && layer < kv.layers, "cuda: attention cache mismatch");
-    MOEQ_CHECK(positions.numel() == T && slots.numel() == T, "cuda: attention positions or slots do not fit");
+    check_attention(q, k, v, kv, layer, positions, slots, n_heads, n_kv_heads, head_dim, out);
     const AttnSetup a = attn_setup(kv, layer, T, n_heads, n_kv_heads, head_dim);
     if (cuda::attention_decode_supported(T, n_heads, n_kv_heads, head_dim, a.slot_stride)) {
       cuda::attention_decode(q.as<float>(), k.as<float>(), v.as<float>(), a.kc, a.vc, positions.as<int32_t>(),
@@ -407,12 +413,10 @@ class CudaBackend final : public Backend {
                           const Tensor* q_norm, const Tensor* k_norm, const Tensor& q, const Tensor& k,
                           const Tensor& v, KVCache& kv, int layer, const Tensor& positions, const Tensor& slots,
                           const AttentionShape& sh, const Tensor& out) override {
-    const auto& dq = static_cast<const CudaWeight&>(wq).dev;
-    const auto& dk = static_cast<const CudaWeight&>(wk).dev;
-    const auto& dv = static_cast<const CudaWeight&>(wv).dev;
     const int64_t q_dim = int64_t(sh.n_heads) * sh.head_dim, kv_dim = int64_t(sh.n_kv_heads) * sh.head_dim;
     const bool fusable = h.rows() == 1 && q_norm && k_norm && fused_norms() && fused_qk_norm() &&
-                         one_launch(wq, wk, wv) && cuda::gemv_rmsnorm_supported(dq) && wq.rows == q_dim &&
+                         one_launch(wq, wk, wv) && cuda::gemv_rmsnorm_supported(static_cast<const CudaWeight&>(wq).dev) &&
+                         wq.rows == q_dim &&
                          wk.rows == kv_dim && wv.rows == kv_dim && kv.kv_dim == kv_dim &&
                          cuda::attention_qk_norm_supported(sh.head_dim, sh.rotary_dim) &&
                          cuda::attention_decode_supported(1, sh.n_heads, sh.n_kv_heads, sh.head_dim,
@@ -422,29 +426,13 @@ class CudaBackend final : public Backend {
                                   slots, sh, out);
     };
     if (!fusable) return apart();
-    check(h, 1, wq.cols, "norm input");
-    check(x, 1, wq.cols, "norm output");
-    MOEQ_CHECK(norm_weight.numel() == wq.cols, "cuda: norm weight of {} for rows of {}", norm_weight.numel(), wq.cols);
-    check(q, 1, q_dim, "attention q");
-    check(k, 1, kv_dim, "attention k");
-    check(v, 1, kv_dim, "attention v");
-    check(out, 1, q_dim, "attention output");
+    check_attention(q, k, v, kv, layer, positions, slots, sh.n_heads, sh.n_kv_heads, sh.head_dim, out);
     MOEQ_CHECK(q_norm->numel() == q_dim && k_norm->numel() == kv_dim, "cuda: QK-norm weights do not fit");
-    MOEQ_CHECK(positions.numel() == 1 && slots.numel() == 1, "cuda: attention positions or slots do not fit");
-    MOEQ_CHECK(layer >= 0 && layer < kv.layers, "cuda: attention cache mismatch");
     cuda::QkNormArgs qn;
     float* sums = scratch_f32("qk_sumsq", cuda::gemv_sumsq_floats(wq.rows, wk.rows));
     qn.sumsq = sums;
-    {
-      const OpTimer timer(profiling_, events_,
-                          profiling_ ? fmt::format("rmsnorm + linear {} q/k/v + sums", wq.format) : std::string(),
-                          stream_);
-      const DevWeight* ws[3] = {&dq, &dk, &dv};
-      float* ys[3] = {q.as<float>(), k.as<float>(), v.as<float>()};
-      if (!cuda::gemv_multi_rmsnorm(ws, ys, 3, h.as<float>(), norm_weight.as<float>(), eps, x.as<float>(), stream_,
-                                    sums, &qn.counts))
-        return apart();  // nothing launched
-    }
+    if (!normed_linear3(h, norm_weight, eps, x, wq, q, wk, k, wv, v, sums, &qn.counts))
+      return apart();  // nothing launched
     const OpTimer timer(profiling_, events_, "attention with QK-norm", stream_);
     qn.q_weight = q_norm->as<float>();
     qn.k_weight = k_norm->as<float>();
@@ -660,7 +648,20 @@ class CudaBackend final : public Backend {
     else cuda::gemm(w, x, T, y, stream_, accumulate);
   }
 
-  // Whether three products can share one launch (gemv_multi): one format and input width.
+  // The attention op's shape checks (q, k, v and out for T = q.rows() tokens; the cache; a
+  // position and a slot per token).
+  void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const KVCache& kv, int layer,
+                       const Tensor& positions, const Tensor& slots, int n_heads, int n_kv_heads, int head_dim,
+                       const Tensor& out) {
+    const int64_t T = q.rows(), kv_dim = int64_t(n_kv_heads) * head_dim;
+    check(q, T, int64_t(n_heads) * head_dim, "attention q");
+    check(k, T, kv_dim, "attention k");
+    check(v, T, kv_dim, "attention v");
+    check(out, T, int64_t(n_heads) * head_dim, "attention output");
+    MOEQ_CHECK(kv.kv_dim == kv_dim && layer >= 0 && layer < kv.layers, "cuda: attention cache mismatch");
+    MOEQ_CHECK(positions.numel() == T && slots.numel() == T, "cuda: attention positions or slots do not fit");
+  }
+
   // A layer's cache, its splits and their scratch for T tokens attending.
   struct AttnSetup {
     int64_t slot_stride = 0;
@@ -689,6 +690,7 @@ class CudaBackend final : public Backend {
     return a;
   }
 
+  // Whether three products can share one launch (gemv_multi): one format and input width.
   static bool one_launch(const BackendWeight& a, const BackendWeight& b, const BackendWeight& c) {
     return a.format == b.format && a.format == c.format && a.cols == b.cols && a.cols == c.cols;
   }
