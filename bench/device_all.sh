@@ -2,10 +2,12 @@
 # The GPU machine's whole job in one call (device time is scarce): build for Hopper, run the
 # backend parity tests (with `sanitize`: under compute-sanitizer memcheck and racecheck; SANITIZE_TOOLS
 # and SANITIZE_FILTER narrow it), then the synthetic MiniMax-M2 benchmarks. Logs go to $OUT (or out/).
-#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [ab] [trace] [probe] [chain] [ncu|ncuattn]
+#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [ab] [trace] [timeline] [tmaissue] [probe] [chain] [ncu|ncuattn]
 #   (default: parity sanitize bench batch). pdloff / nostream: the decode without programmatic
 #   dependent launch / with the register-loading expert kernels, for comparison; trace: per-kernel
-#   timeline of the graph-replayed step (bench/kernel_trace.cpp); probe: read bandwidth
+#   timeline of the graph-replayed step (bench/kernel_trace.cpp); timeline: the streaming MoE
+#   kernel's phase stamps per block (TL_AB settings); tmaissue: the streaming ring's rate by
+#   the number of bulk copies per tile (bench/probes/tma_issue.cu); probe: read bandwidth
 #   of the MoE access patterns (bench/probes/read_patterns.cu); ncu: hardware counters; ab: the
 #   decode benchmark once per knob setting of AB (see below).
 set -uo pipefail
@@ -17,6 +19,7 @@ what="${*:-parity sanitize bench batch}"   # also: ncu (hardware counters of the
 targets="moeq test_backend_parity"
 [[ "${*:-}" == *trace* ]] && targets="$targets moeq_kernel_trace"
 [[ "${*:-}" == *probe* ]] && targets="$targets read_patterns_probe"
+[[ "${*:-}" == *tmaissue* ]] && targets="$targets tma_issue_probe"
 [[ "${*:-}" == *chain* || "${*:-}" == *ncuattn* ]] && targets="$targets chain_latency_probe"
 bash scripts/device/build.sh --target $targets 2>&1 | grep -E "error|warning: unused" | head -20
 export LD_LIBRARY_PATH=/tmp/moeq-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
@@ -61,6 +64,21 @@ if [[ $what == *trace* ]]; then
   CUDA_INJECTION64_PATH=$PWD/build-dev/bench/libmoeq_kernel_trace.so MOEQ_TRACE_SEQUENCE=${TRACE_SEQUENCE:-26} \
     build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 128 2>&1 | tee "$out/trace-mq4.log" \
     | grep -vE "^(loading|building)"
+fi
+if [[ $what == *timeline* ]]; then
+  # Phase stamps of the streaming MoE kernel per block (a -DMOEQ_MOE_TIMELINE build, build-tl/),
+  # once per knob setting of TL_AB (as AB), without graphs: docs/PERF.md.
+  BUILD_DIR=build-tl CMAKE_ARGS="-DCMAKE_CUDA_FLAGS=-DMOEQ_MOE_TIMELINE" bash scripts/device/build.sh --target moeq \
+    2>&1 | grep -E "error" | head -20
+  IFS=";" read -ra settings <<< "${TL_AB:-MOEQ_MOE_STREAM=1}"
+  for cfg in "${settings[@]}"; do
+    echo "== timeline $cfg"
+    env $cfg build-tl/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 24 --no-graphs 2>&1 \
+      | tee -a "$out/timeline.log" | grep -A14 "moe_stream timeline"
+  done
+fi
+if [[ $what == *tmaissue* ]]; then  # bulk copies per tile (bench/probes/tma_issue.cu)
+  timeout 120 build-dev/bench/tma_issue_probe 2>&1 | tee "$out/tma-issue.log"
 fi
 if [[ $what == *probe* ]]; then  # read bandwidth of the MoE access patterns (bench/probes/read_patterns.cu)
   timeout 240 build-dev/bench/read_patterns_probe 2>&1 | tee "$out/read-patterns.log"
