@@ -37,6 +37,7 @@
 // (gid, q) keeps row set q (A rows gid, gid + 8, B rows gid, gid + 8) and applies that row's scale.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "backend/cuda/cuda_check.h"
@@ -71,11 +72,25 @@ struct FusedGeom {
   MatGeom m13, m2;
   int64_t stage_bytes = 0, xacts_off = 0, aacts_off = 0, stages_off = 0, smem = 0;
   int stages = 0, xacts = 0, aacts = 0, grid = 0;
+  bool split_halves = false;
 };
 
 constexpr int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 // The partial-sum ring: per slot and consumer warp 64 floats (a w2 tile's two halves; w1/w3 use 32).
 constexpr int64_t kRedOff = 256, kRedBytes = int64_t(kRing) * kConsumerWarps * 64 * 4;
+
+// A w2 tile's two halves are taken by the two halves of the consumer warps at once (each half's
+// groups over 4 warps) rather than by every warp in turn: the last w2 tile's arithmetic is the
+// kernel's tail once its bytes arrive, and it took 2.0 us that way (timeline stamps), 1.55 us
+// split. Measured on an H100 (docs/PERF.md): 2.875-2.915 ms/step against 2.916-2.977.
+// MOEQ_MOE_W2_SPLIT=0 takes both halves in every warp, for comparison.
+bool split_halves() {
+  static const bool on = [] {
+    const char* e = std::getenv("MOEQ_MOE_W2_SPLIT");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
 
 // A w1/w3 tile is one half: 16 rows of W1 and of W3 (16 rows of a). A w2 tile is two halves of 32
 // rows of W2 each (64 rows of y): a stage then holds as many bytes as a w1/w3 one, so that the w2
@@ -94,7 +109,10 @@ MatGeom mat_geom(const DevWeight& w, int64_t out_rows, int64_t rows_per_tile, in
   g.act_bytes = g.groups * 64 + round_up(g.groups * 4, 16);
   g.n_rb = (out_rows + rows_per_tile - 1) / rows_per_tile;
   g.tiles = pairs * g.n_rb;
-  g.per_warp = int(round_up((g.groups + kConsumerWarps - 1) / kConsumerWarps, 4));
+  // Groups per consumer warp: a w1/w3 tile's one half over all 8 warps; a w2 tile's halves over
+  // 4 warps each (split_halves).
+  const int warps = halves == 2 && split_halves() ? kConsumerWarps / 2 : kConsumerWarps;
+  g.per_warp = int(round_up((g.groups + warps - 1) / warps, 4));
   g.sshift = w.group == 128 ? 2 : 0;
   g.vec_scales = g.sshift == 0 && g.spr % 4 == 0;
   return g;
@@ -120,6 +138,7 @@ FusedGeom fused_geom(const MoeWeights& m, int64_t pairs, int K) {
   f.stages_off = round_up(f.aacts_off + f.aacts * f.m2.act_bytes, 128);
   f.stages = int(std::min<int64_t>(kMaxStages, (kSmemBudget - f.stages_off) / f.stage_bytes));
   f.smem = f.stages_off + int64_t(f.stages) * f.stage_bytes;
+  f.split_halves = split_halves();
   return f;
 }
 
@@ -139,10 +158,13 @@ __device__ __forceinline__ uint32_t half_tx(const MatGeom& g, const DevWeight& A
   return uint32_t((rows_in(A, rA) + rows_in(B, rB)) * (g.row_bytes + g.spr * 2));
 }
 
+__device__ __forceinline__ void stamp(int ev);  // the timeline's (below)
+
 // Producer: the bulk copies of one half into `st` (rows [rA, rA + 16) of A and [rB, rB + 16) of B,
 // each with its 16-row block of scales), counted on `bar` (whose expected bytes the caller set).
+// ev >= 0: lane 0 stamps that timeline event between the rows' and the scales' copies.
 __device__ __forceinline__ void issue_half(const MatGeom& g, const DevWeight& A, int64_t rA, const DevWeight& B,
-                                           int64_t rB, unsigned char* st, uint64_t* bar, int lane) {
+                                           int64_t rB, unsigned char* st, uint64_t* bar, int lane, int ev = -1) {
   const int64_t nA = rows_in(A, rA), nB = rows_in(B, rB);
   if (g.pitch == g.row_bytes) {  // rows need no padding: one copy per 16-row block
     if (lane == 2 && nA) bulk_copy_g2s(st, A.q + rA * g.row_bytes, uint32_t(nA * g.row_bytes), bar);
@@ -151,6 +173,7 @@ __device__ __forceinline__ void issue_half(const MatGeom& g, const DevWeight& A,
     const uint8_t* src = lane < 16 ? A.q + (rA + lane) * g.row_bytes : B.q + (rB + lane - 16) * g.row_bytes;
     if (lane % 16 < (lane < 16 ? nA : nB)) bulk_copy_g2s(st + lane * g.pitch, src, uint32_t(g.row_bytes), bar);
   }
+  if (ev >= 0 && lane == 0) stamp(ev);
   if (lane == 0 && nA)
     bulk_copy_g2s(st + 32 * g.pitch, static_cast<const uint16_t*>(A.scales) + rA * g.spr, uint32_t(nA * g.spr * 2),
                   bar);
@@ -200,7 +223,7 @@ __device__ __forceinline__ float consume_tile(const MatGeom& g, const unsigned c
 // A build with -DMOEQ_MOE_TIMELINE records, per block, when each phase of the kernel is reached
 // (globaltimer, ns) and prints a summary at exit: where the MoE's time goes (docs/PERF.md).
 enum : int { kTlStart, kTlIds, kTlFirstIssue, kTlFirstFull, kTlW13Done, kTlBarrier, kTlStaged, kTlW2Done, kTlEnd,
-             kTlLastIssue, kTlEvents };
+             kTlLastIssue, kTlProducer, kTlExpect, kTlRows, kTlW2Full, kTlW2LastFull, kTlEvents };
 #ifdef MOEQ_MOE_TIMELINE
 __device__ int64_t g_timeline[1024 * kTlEvents];
 __device__ __forceinline__ void stamp(int ev) {
@@ -270,6 +293,7 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
   if (threadIdx.x == 0) stamp(kTlStart);
 
   if (warp == kProducerWarp) {
+    if (lane == 0) stamp(kTlProducer);
     for (int64_t k = 0; k < n_all; ++k) {
       if (lane == 0 && k == n_all - 1) stamp(kTlLastIssue);
       const int s = int(k % S);
@@ -281,8 +305,9 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
         if (lane == 0 && k == 0 && e != -12345) stamp(kTlIds);  // the branch waits for the load
         const DevWeight w1 = expert_view(m.w1, e), w3 = expert_view(m.w3, e);
         if (lane == 0) mbar_arrive_expect_tx(&full[s], half_tx(g13, w1, rb * 16, w3, rb * 16));
+        if (lane == 0 && k == 0) stamp(kTlExpect);
         __syncwarp();
-        issue_half(g13, w1, rb * 16, w3, rb * 16, st, &full[s], lane);
+        issue_half(g13, w1, rb * 16, w3, rb * 16, st, &full[s], lane, k == 0 ? kTlRows : -1);
         if (lane == 0 && k == 0) stamp(kTlFirstIssue);
       } else {
         const int64_t i = b2 + (k - n13), pair = i / g2.n_rb, r0 = (i % g2.n_rb) * 64;
@@ -402,10 +427,19 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
     const int64_t pair = (b2 + k - n13) / g2.n_rb;
     const uint4* xs = reinterpret_cast<const uint4*>(aacts + (pair - p0) * g2.act_bytes);
     mbar_wait(&full[s], uint32_t(k / S) & 1);
+    if (tid == 0 && k == n13) stamp(kTlW2Full);
+    if (tid == 0 && k == n_all - 1) stamp(kTlW2LastFull);
     const unsigned char* st = stages + s * fg.stage_bytes;
     const float* dg = reinterpret_cast<const float*>(xs + g2.groups * 4);
-    const float acc0 = consume_tile(g2, st, xs, dg, warp, lane, j);
-    const float acc1 = consume_tile(g2, st + g2.half_bytes, xs, dg, warp, lane, j);
+    float acc0, acc1;
+    if (fg.split_halves) {  // warps 0-3 take the first half's groups, warps 4-7 the second's
+      const int h = warp / (kConsumerWarps / 2);
+      const float acc = consume_tile(g2, st + h * g2.half_bytes, xs, dg, warp % (kConsumerWarps / 2), lane, j);
+      acc0 = h ? 0.0f : acc, acc1 = h ? acc : 0.0f;
+    } else {
+      acc0 = consume_tile(g2, st, xs, dg, warp, lane, j);
+      acc1 = consume_tile(g2, st + g2.half_bytes, xs, dg, warp, lane, j);
+    }
     mbar_arrive(&empty[s]);  // this thread is done with the stage
     hand_over(k, acc0, acc1);
   }
@@ -431,7 +465,10 @@ struct Timeline {
     if (!samples) return;
     static const char* names[kTlEvents] = {"start (after wait)", "producer: 1st expert id", "producer: 1st tile issued", "first stage full",
                                            "w1/w3 tiles done", "phase barrier passed", "a staged",
-                                           "w2 tiles done", "end", "producer: last tile issued"};
+                                           "w2 tiles done", "end", "producer: last tile issued",
+                                           "producer: past its wait", "producer: 1st expect_tx",
+                                           "producer: 1st rows issued", "1st w2 stage full, seen",
+                                           "last w2 stage full, seen"};
     std::fprintf(stderr, "moe_stream timeline: %lld launches sampled, %d blocks; us from the earliest start\n",
                  (long long)samples, grid);
     std::fprintf(stderr, "  %-28s %8s %8s %8s\n", "event", "min", "median", "max");
