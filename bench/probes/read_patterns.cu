@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "backend/cuda/kernels/tma.cuh"
-#include "probe_check.h"
+#include "probe_common.cuh"
 
 using namespace moeq::cuda;
 
@@ -85,11 +85,6 @@ __global__ void __launch_bounds__(kThreads) read_chunks_tma(Job job, uint32_t* s
   if (acc == 0x9e3779b9u) sink[blockIdx.x] = acc;
 }
 
-__global__ void flush(uint32_t* p, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    p[i] = uint32_t(i);
-}
-
 struct Probe {
   uint8_t* buf = nullptr;
   int64_t bytes = 0;
@@ -105,7 +100,7 @@ double median_ms(Probe& pr, const std::vector<int64_t>& offsets, int64_t chunk, 
   const Job job{pr.buf, d_off, int64_t(offsets.size()), chunk};
   std::vector<float> t;
   for (int rep = 0; rep < 16; ++rep) {
-    flush<<<pr.sms * 4, 256>>>(pr.scratch, (128 << 20) / 4);
+    probe::flush_l2(pr.scratch, pr.sms);
     CHECK(cudaEventRecord(pr.a));
     if (tma) read_chunks_tma<<<grid, kThreads, kStages * kStage>>>(job, pr.sink);
     else read_chunks<<<grid, kThreads>>>(job, pr.sink);
@@ -150,18 +145,7 @@ int main(int argc, char** argv) {
   CHECK(cudaEventCreate(&pr.b));
 
   // The ceiling: a device-to-device copy of 1 GiB, bytes read + written.
-  const int64_t cb = int64_t(1) << 30;
-  float cms = 1e9f;
-  for (int rep = 0; rep < 5; ++rep) {
-    CHECK(cudaEventRecord(pr.a));
-    CHECK(cudaMemcpyAsync(pr.buf + cb, pr.buf, size_t(cb), cudaMemcpyDeviceToDevice));
-    CHECK(cudaEventRecord(pr.b));
-    CHECK(cudaEventSynchronize(pr.b));
-    float ms = 0;
-    CHECK(cudaEventElapsedTime(&ms, pr.a, pr.b));
-    cms = std::min(cms, ms);
-  }
-  const double copy_gbs = 2.0 * double(cb) / 1e9 / (cms / 1e3);
+  const double copy_gbs = probe::copy_gbs(pr.buf, int64_t(1) << 30);
   std::printf("device-to-device copy: %.0f GB/s (bytes read + written)\n", copy_gbs);
 
   // MiniMax-M2 expert shapes at int4_g32: W1_e and W3_e are 1536 x 3072 codes = 2.36 MB each;

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "backend/cuda/kernels/tma.cuh"
-#include "probe_check.h"
+#include "probe_common.cuh"
 
 using namespace moeq::cuda;
 
@@ -111,11 +111,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (threadIdx.x == 0) atomicMax(&g_t1, now);
 }
 
-__global__ void flush(uint32_t* p, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    p[i] = uint32_t(i);
-}
-
 }  // namespace
 
 int main() {
@@ -130,20 +125,7 @@ int main() {
   CHECK(cudaMalloc(&scratch, 128 << 20));
   CHECK(cudaMemset(buf, 1, size_t(2 * buf_bytes)));
   CHECK(cudaFuncSetAttribute(stream, cudaFuncAttributeMaxDynamicSharedMemorySize, kStages * kStage));
-  cudaEvent_t a, b;
-  CHECK(cudaEventCreate(&a));
-  CHECK(cudaEventCreate(&b));
-  float cms = 1e9f;
-  for (int rep = 0; rep < 5; ++rep) {
-    CHECK(cudaEventRecord(a));
-    CHECK(cudaMemcpyAsync(buf + buf_bytes, buf, size_t(buf_bytes), cudaMemcpyDeviceToDevice));
-    CHECK(cudaEventRecord(b));
-    CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    CHECK(cudaEventElapsedTime(&ms, a, b));
-    cms = std::min(cms, ms);
-  }
-  const double copy_gbs = 2.0 * double(buf_bytes) / 1e9 / (cms / 1e3);
+  const double copy_gbs = probe::copy_gbs(buf, buf_bytes);
   std::printf("device-to-device copy: %.0f GB/s (bytes read + written)\n", copy_gbs);
 
   // The tensor map: the buffer as rows of 192 8-byte elements, a box of 194 x 16 (the 2 columns
@@ -172,7 +154,7 @@ int main() {
     double us, issue, full;
   };
   auto run_once = [&](Source src, int64_t tiles, int mode) {
-    flush<<<sms * 4, 256>>>(scratch, (128 << 20) / 4);
+    probe::flush_l2(scratch, sms);
     const unsigned long long hi = ~0ull, lo = 0;
     CHECK(cudaMemcpyToSymbol(g_t0, &hi, sizeof hi));
     CHECK(cudaMemcpyToSymbol(g_t1, &lo, sizeof lo));

@@ -12,6 +12,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/dev_weight.h"
+#include "backend/cuda/device.h"
 #include "backend/cuda/kernels.h"
 #include "core/error.h"
 #include "quant/formats/synthetic.h"
@@ -39,14 +40,7 @@ constexpr int64_t kDecodeTokens = 16;
 // path at 8 and 16. MOEQ_MOE_DECODE_TOKENS overrides it (0 to kDecodeTokens).
 constexpr int64_t kMoeDecodeTokens = 4;
 
-// A tuning knob from the environment, for measurements: an integer >= lo (clamped to hi), else def.
-int64_t env_knob(const char* name, int64_t def, int64_t lo, int64_t hi) {
-  const char* env = std::getenv(name);
-  if (!env || !*env) return def;
-  char* end = nullptr;
-  const long v = std::strtol(env, &end, 10);
-  return *end == 0 && v >= lo ? std::min<int64_t>(v, hi) : def;
-}
+using cuda::env_knob;  // device.h
 
 int64_t moe_decode_tokens() {
   static const int64_t n = env_knob("MOEQ_MOE_DECODE_TOKENS", kMoeDecodeTokens, 0, kDecodeTokens);

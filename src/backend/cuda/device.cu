@@ -1,5 +1,8 @@
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "backend/cuda/device.h"
 
 namespace moeq::cuda {
@@ -11,6 +14,14 @@ int device_count() {
     return 0;
   }
   return n;
+}
+
+int64_t env_knob(const char* name, int64_t def, int64_t lo, int64_t hi) {
+  const char* env = std::getenv(name);
+  if (!env || !*env) return def;
+  char* end = nullptr;
+  const long v = std::strtol(env, &end, 10);
+  return *end == 0 && v >= lo ? std::min<int64_t>(v, hi) : def;
 }
 
 std::string device_name(int index) {

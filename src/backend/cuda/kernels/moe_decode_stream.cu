@@ -37,10 +37,10 @@
 // (gid, q) keeps row set q (A rows gid, gid + 8, B rows gid, gid + 8) and applies that row's scale.
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <vector>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/device.h"
 #include "backend/cuda/formats.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/kernels/launch.cuh"
@@ -85,10 +85,7 @@ constexpr int64_t kRedOff = 256, kRedBytes = int64_t(kRing) * kConsumerWarps * 6
 // split. Measured on an H100 (docs/PERF.md): 2.875-2.915 ms/step against 2.916-2.977.
 // MOEQ_MOE_W2_SPLIT=0 takes both halves in every warp, for comparison.
 bool split_halves() {
-  static const bool on = [] {
-    const char* e = std::getenv("MOEQ_MOE_W2_SPLIT");
-    return !(e && e[0] == '0');
-  }();
+  static const bool on = env_knob("MOEQ_MOE_W2_SPLIT", 1, 0, 1) != 0;
   return on;
 }
 
