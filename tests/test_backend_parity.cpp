@@ -333,47 +333,57 @@ TEST_F(Parity, MoeExpertsDecodeAndPrefill) {
 // positive factor and w is 1 there), so no two experts' scores are close and both sides choose the
 // same experts.
 TEST_F(Parity, MoeBlockWithNormFused) {
+  // The gate as f32 (the router product's generic loop) and q8 (its groups loaded at once); the
+  // last case has MiniMax-M2's router shape (256 experts of 3072 inputs).
   for (const MoeCase& cs : std::vector<MoeCase>{{3072, 1536, 16, 8, "int4_g32", "int4_g32"},
                                                 {3072, 1536, 16, 8, "int4_g32", "int4_g128"},
                                                 {416, 160, 16, 4, "int4_g32", "int4_g32"},
-                                                {384, 128, 16, 4, "fp8_b128", "fp8_b128"}}) {
+                                                {384, 128, 16, 4, "fp8_b128", "fp8_b128"},
+                                                {3072, 32, 256, 8, "int4_g32", "int4_g32"}}) {
     auto [ec, eg] = experts(cs);
     std::vector<float> gate(size_t(cs.E * cs.H), 0.0f), imp(size_t(cs.H), 1.0f);
-    for (int64_t e = 0; e < cs.E; ++e) gate[size_t(e * cs.H + e)] = 4.0f;
-    const QuantizedWeight gq = format_ops("f32").quantize({gate.data(), cs.E, cs.H, imp.data()});
-    auto gc = cpu.upload_weight(gq);
-    auto gg = gpu->upload_weight(gq);
-    auto bias = both(std::vector<float>(size_t(cs.E), 0.0f), {cs.E});
-    std::vector<float> nv = test::randn(size_t(cs.H), rng);
-    for (int64_t e = 0; e < cs.H; ++e) nv[size_t(e)] = e < cs.E ? 1.0f : 0.5f + std::fabs(nv[size_t(e)]);
-    auto nw = both(nv, {cs.H});
-    for (int64_t T : {1, 3, 4, 5}) {
-      std::vector<float> hv = test::randn(size_t(T * cs.H), rng, 4.0f);
-      for (int64_t t = 0; t < T; ++t) {
-        std::vector<float> grid(static_cast<size_t>(cs.E));
-        for (int64_t e = 0; e < cs.E; ++e) grid[size_t(e)] = float(e - cs.E / 2);
-        std::shuffle(grid.begin(), grid.end(), rng);
-        std::copy(grid.begin(), grid.end(), hv.begin() + t * cs.H);
+    // Logits apart by about 1/E of their range (the sigmoids distinct in f32 at 256 experts too).
+    for (int64_t e = 0; e < cs.E; ++e) gate[size_t(e * cs.H + e)] = 64.0f / float(cs.E);
+    // The bias lifts a few experts above every other (a sigmoid is below 1): they must be chosen.
+    std::vector<float> bv(size_t(cs.E), 0.0f);
+    for (int64_t e = 5; e < cs.E; e += 37) bv[size_t(e)] = 1.0f;
+    for (const std::string gate_fmt : {"f32", "q8_g32"}) {
+      const QuantizedWeight gq = format_ops(gate_fmt).quantize({gate.data(), cs.E, cs.H, imp.data()});
+      auto gc = cpu.upload_weight(gq);
+      auto gg = gpu->upload_weight(gq);
+      auto bias = both(bv, {cs.E});
+      std::vector<float> nv = test::randn(size_t(cs.H), rng);
+      for (int64_t e = 0; e < cs.H; ++e) nv[size_t(e)] = e < cs.E ? 1.0f : 0.5f + std::fabs(nv[size_t(e)]);
+      auto nw = both(nv, {cs.H});
+      for (int64_t T : {1, 3, 4, 5}) {
+        std::vector<float> hv = test::randn(size_t(T * cs.H), rng, 4.0f);
+        for (int64_t t = 0; t < T; ++t) {
+          std::vector<float> grid(static_cast<size_t>(cs.E));
+          for (int64_t e = 0; e < cs.E; ++e) grid[size_t(e)] = float(e - cs.E / 2);
+          std::shuffle(grid.begin(), grid.end(), rng);
+          std::copy(grid.begin(), grid.end(), hv.begin() + t * cs.H);
+        }
+        auto h = both(hv, {T, cs.H});
+        auto x = poisoned({T, cs.H});
+        auto ids = both_i32(std::vector<int32_t>(size_t(T * cs.K), -1), {T, cs.K});
+        auto wt = poisoned({T, cs.K});
+        auto tmp = poisoned({T, cs.H});
+        cpu.moe_block_add(h.first, nw.first, 1e-6f, x.first, *gc, bias.first, int(cs.K), ids.first, wt.first, *ec,
+                          tmp.first);
+        gpu->moe_block_add(h.second, nw.second, 1e-6f, x.second, *gg, bias.second, int(cs.K), ids.second, wt.second,
+                           *eg, tmp.second);
+        std::vector<int32_t> ic(size_t(T * cs.K)), ig(size_t(T * cs.K));
+        cpu.to_host(ic.data(), ids.first);
+        gpu->to_host(ig.data(), ids.second);
+        const std::string what = cs.f13 + "/" + cs.f2 + " gate " + gate_fmt + " E=" + std::to_string(cs.E) +
+                                 " T=" + std::to_string(T);
+        EXPECT_EQ(ic, ig) << what;
+        EXPECT_LT(compare(wt.first, wt.second), kF32Tol) << what;
+        EXPECT_LT(compare(x.first, x.second), kF32Tol) << what;  // the norm's output, the experts' input
+        const bool f16_act = cs.f13.rfind("int4_", 0) == 0;
+        const double tol = T > kMoeDecodeTokens ? kTensorCoreTol : f16_act ? kF16ActTol : kF32Tol;
+        EXPECT_LT(compare(h.first, h.second), tol) << what;
       }
-      auto h = both(hv, {T, cs.H});
-      auto x = poisoned({T, cs.H});
-      auto ids = both_i32(std::vector<int32_t>(size_t(T * cs.K), -1), {T, cs.K});
-      auto wt = poisoned({T, cs.K});
-      auto tmp = poisoned({T, cs.H});
-      cpu.moe_block_add(h.first, nw.first, 1e-6f, x.first, *gc, bias.first, int(cs.K), ids.first, wt.first, *ec,
-                        tmp.first);
-      gpu->moe_block_add(h.second, nw.second, 1e-6f, x.second, *gg, bias.second, int(cs.K), ids.second, wt.second,
-                         *eg, tmp.second);
-      std::vector<int32_t> ic(size_t(T * cs.K)), ig(size_t(T * cs.K));
-      cpu.to_host(ic.data(), ids.first);
-      gpu->to_host(ig.data(), ids.second);
-      const std::string what = cs.f13 + "/" + cs.f2 + " T=" + std::to_string(T);
-      EXPECT_EQ(ic, ig) << what;
-      EXPECT_LT(compare(wt.first, wt.second), kF32Tol) << what;
-      EXPECT_LT(compare(x.first, x.second), kF32Tol) << what;  // the norm's output, the experts' input
-      const bool f16_act = cs.f13.rfind("int4_", 0) == 0;
-      const double tol = T > kMoeDecodeTokens ? kTensorCoreTol : f16_act ? kF16ActTol : kF32Tol;
-      EXPECT_LT(compare(h.first, h.second), tol) << what;
     }
   }
 }

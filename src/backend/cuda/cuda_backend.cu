@@ -499,7 +499,10 @@ class CudaBackend final : public Backend {
     const int64_t T = x.rows(), K = top_k, D = ex.hidden;
     if (T > moe_decode_tokens() || !moe_stream() || D % 4 != 0 || K < 1 || K > cuda::kCombineMaxK ||
         !cuda::moe_stream_decode_supported(ex.dev, T * K, int(K))) {
-      Backend::moe_block_add(h, norm_weight, eps, x, gate, bias, top_k, ids, weights, experts, tmp);
+      // Experts the streaming kernel does not take (or more tokens): the norm still runs in the
+      // router's product for one token, then the experts op.
+      rmsnorm_router(h, norm_weight, eps, x, gate, bias, top_k, ids, weights);
+      moe_experts_add(x, ids, weights, experts, h, tmp);
       return;
     }
     rmsnorm_router(h, norm_weight, eps, x, gate, bias, top_k, ids, weights);
