@@ -328,13 +328,13 @@ TEST_F(Parity, MoeExpertsDecodeAndPrefill) {
 // The MoE block with the norm before it: x = rmsnorm(h) * w, routing, h += moe(x). On the GPU
 // (4-bit experts, <= 4 tokens): for one token the norm inside the router's logits product, else a
 // norm launch; the top-k; one streaming launch that leaves the K rows of y; and a short kernel that
-// adds their weighted sum to h. Otherwise the ops in turn. The gate reads one input per expert
-// (4 x_e), and those inputs come from a shuffled grid in h per token (the norm scales a row by one
-// positive factor and w is 1 there), so no two experts' scores are close and both sides choose the
-// same experts.
+// adds their weighted sum to h. Other experts: the same norm and router, then the experts op; more
+// tokens: the ops in turn. The gate reads one input per expert ((64 / E) x_e), and those inputs
+// come from a shuffled grid in h per token (the norm scales a row by one positive factor and w is 1
+// there), so no two experts' scores are close and both sides choose the same experts. The gate as
+// f32 (the router product's generic loop) and q8 (its groups loaded at once); the last case has
+// MiniMax-M2's router shape (256 experts of 3072 inputs).
 TEST_F(Parity, MoeBlockWithNormFused) {
-  // The gate as f32 (the router product's generic loop) and q8 (its groups loaded at once); the
-  // last case has MiniMax-M2's router shape (256 experts of 3072 inputs).
   for (const MoeCase& cs : std::vector<MoeCase>{{3072, 1536, 16, 8, "int4_g32", "int4_g32"},
                                                 {3072, 1536, 16, 8, "int4_g32", "int4_g128"},
                                                 {416, 160, 16, 4, "int4_g32", "int4_g32"},
