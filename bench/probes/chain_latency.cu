@@ -16,7 +16,7 @@
 
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/kernels/launch.cuh"
-#include "probe_check.h"
+#include "probe_common.cuh"
 
 using namespace moeq::cuda;
 
@@ -36,20 +36,8 @@ double per_launch_us(cudaStream_t s, int n, int per, const std::function<void()>
   for (int i = 0; i < n; ++i) body();
   CHECK(cudaStreamEndCapture(s, &g));
   CHECK(cudaGraphInstantiate(&ge, g, 0));
-  cudaEvent_t a{}, b{};
-  CHECK(cudaEventCreate(&a));
-  CHECK(cudaEventCreate(&b));
-  CHECK(cudaGraphLaunch(ge, s));
-  float best = 1e30f;
-  for (int rep = 0; rep < 10; ++rep) {
-    CHECK(cudaEventRecord(a, s));
-    CHECK(cudaGraphLaunch(ge, s));
-    CHECK(cudaEventRecord(b, s));
-    CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    CHECK(cudaEventElapsedTime(&ms, a, b));
-    best = std::min(best, ms);
-  }
+  CHECK(cudaGraphLaunch(ge, s));  // warm-up
+  const float best = probe::best_ms(10, s, [&] { CHECK(cudaGraphLaunch(ge, s)); });
   CHECK(cudaGraphExecDestroy(ge));
   CHECK(cudaGraphDestroy(g));
   return best * 1e3 / double(n) / per;

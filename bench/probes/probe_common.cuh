@@ -1,5 +1,6 @@
-// What the read-bandwidth probes share: the L2 flush between runs and the ceiling they report
-// against (a device-to-device copy, as `moeq bench` measures it).
+// What the probes share: best-of-N event timing, and for the read-bandwidth probes the L2 flush
+// between runs and the ceiling they report against (a device-to-device copy, as `moeq bench`
+// measures it).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -18,17 +19,17 @@ __global__ void flush_kernel(uint32_t* p, int64_t n) {
 // Evicts the earlier run's lines from L2 by writing 128 MB of `scratch` (128 MB long).
 inline void flush_l2(uint32_t* scratch, int sms) { flush_kernel<<<sms * 4, 256>>>(scratch, (128 << 20) / 4); }
 
-// GB/s of a device-to-device copy of `bytes` from buf to buf + bytes (bytes read + written), the
-// best of 5.
-inline double copy_gbs(uint8_t* buf, int64_t bytes) {
+// The best of `reps` times (ms, by CUDA events on stream s) of the work `body` enqueues on s.
+template <typename Body>
+float best_ms(int reps, cudaStream_t s, Body&& body) {
   cudaEvent_t a, b;
   CHECK(cudaEventCreate(&a));
   CHECK(cudaEventCreate(&b));
-  float best = 1e9f;
-  for (int rep = 0; rep < 5; ++rep) {
-    CHECK(cudaEventRecord(a));
-    CHECK(cudaMemcpyAsync(buf + bytes, buf, size_t(bytes), cudaMemcpyDeviceToDevice));
-    CHECK(cudaEventRecord(b));
+  float best = 1e30f;
+  for (int rep = 0; rep < reps; ++rep) {
+    CHECK(cudaEventRecord(a, s));
+    body();
+    CHECK(cudaEventRecord(b, s));
     CHECK(cudaEventSynchronize(b));
     float ms = 0;
     CHECK(cudaEventElapsedTime(&ms, a, b));
@@ -36,7 +37,14 @@ inline double copy_gbs(uint8_t* buf, int64_t bytes) {
   }
   CHECK(cudaEventDestroy(a));
   CHECK(cudaEventDestroy(b));
-  return 2.0 * double(bytes) / 1e9 / (best / 1e3);
+  return best;
+}
+
+// GB/s of a device-to-device copy of `bytes` from buf to buf + bytes (bytes read + written), the
+// best of 5.
+inline double copy_gbs(uint8_t* buf, int64_t bytes) {
+  const float ms = best_ms(5, 0, [&] { CHECK(cudaMemcpyAsync(buf + bytes, buf, size_t(bytes), cudaMemcpyDeviceToDevice)); });
+  return 2.0 * double(bytes) / 1e9 / (ms / 1e3);
 }
 
 }  // namespace probe

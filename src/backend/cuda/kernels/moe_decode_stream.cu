@@ -93,7 +93,8 @@ bool split_halves() {
 // rows of W2 each (64 rows of y): a stage then holds as many bytes as a w1/w3 one, so that the w2
 // phase keeps as many bytes in flight per multiprocessor (with 32-row tiles it had half and moved
 // its bytes at about half the rate).
-MatGeom mat_geom(const DevWeight& w, int64_t out_rows, int64_t rows_per_tile, int halves, int64_t pairs) {
+// warps: the consumer warps that share one half's groups.
+MatGeom mat_geom(const DevWeight& w, int64_t out_rows, int64_t rows_per_tile, int halves, int64_t pairs, int warps) {
   MatGeom g;
   g.cols = w.cols;
   g.groups = w.cols / 32;
@@ -106,9 +107,6 @@ MatGeom mat_geom(const DevWeight& w, int64_t out_rows, int64_t rows_per_tile, in
   g.act_bytes = g.groups * 64 + round_up(g.groups * 4, 16);
   g.n_rb = (out_rows + rows_per_tile - 1) / rows_per_tile;
   g.tiles = pairs * g.n_rb;
-  // Groups per consumer warp: a w1/w3 tile's one half over all 8 warps; a w2 tile's halves over
-  // 4 warps each (split_halves).
-  const int warps = halves == 2 && split_halves() ? kConsumerWarps / 2 : kConsumerWarps;
   g.per_warp = int(round_up((g.groups + warps - 1) / warps, 4));
   g.sshift = w.group == 128 ? 2 : 0;
   g.vec_scales = g.sshift == 0 && g.spr % 4 == 0;
@@ -123,8 +121,11 @@ int span(const MatGeom& g, int64_t pairs_per_act, int64_t vectors, int grid) {
 
 FusedGeom fused_geom(const MoeWeights& m, int64_t pairs, int K) {
   FusedGeom f;
-  f.m13 = mat_geom(m.w1, m.inter, 16, 1, pairs);
-  f.m2 = mat_geom(m.w2, m.hidden, 64, 2, pairs);
+  f.split_halves = split_halves();
+  // A w1/w3 tile's one half over all 8 consumer warps; a w2 tile's halves over 4 warps each when
+  // split, else each over all 8 in turn.
+  f.m13 = mat_geom(m.w1, m.inter, 16, 1, pairs, kConsumerWarps);
+  f.m2 = mat_geom(m.w2, m.hidden, 64, 2, pairs, f.split_halves ? kConsumerWarps / 2 : kConsumerWarps);
   // Every block gets tiles of both phases (each block passes the phase barrier once).
   f.grid = int(std::max<int64_t>(1, std::min<int64_t>(sm_count(), std::min(f.m13.tiles, f.m2.tiles))));
   f.xacts = span(f.m13, K, pairs / K, f.grid);
@@ -135,7 +136,6 @@ FusedGeom fused_geom(const MoeWeights& m, int64_t pairs, int K) {
   f.stages_off = round_up(f.aacts_off + f.aacts * f.m2.act_bytes, 128);
   f.stages = int(std::min<int64_t>(kMaxStages, (kSmemBudget - f.stages_off) / f.stage_bytes));
   f.smem = f.stages_off + int64_t(f.stages) * f.stage_bytes;
-  f.split_halves = split_halves();
   return f;
 }
 
