@@ -2,13 +2,15 @@
 # The GPU machine's whole job in one call (device time is scarce): build for Hopper, run the
 # backend parity tests (with `sanitize`: under compute-sanitizer memcheck and racecheck; SANITIZE_TOOLS
 # and SANITIZE_FILTER narrow it), then the synthetic MiniMax-M2 benchmarks. Logs go to $OUT (or out/).
-#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [ab] [trace] [timeline] [tmaissue] [probe] [chain] [ncu|ncuattn]
+#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [ab] [trace] [timeline] [attntl] [tmaissue] [l2probe] [probe] [chain] [ncu|ncuattn]
 #   (default: parity sanitize bench batch). pdloff / nostream: the decode without programmatic
 #   dependent launch / with the register-loading expert kernels, for comparison; trace: per-kernel
 #   timeline of the graph-replayed step (bench/kernel_trace.cpp); timeline: the streaming MoE
-#   kernel's phase stamps per block (TL_AB settings); tmaissue: the streaming ring's rate by
+#   kernel's phase stamps per block (TL_AB settings); attntl: the same for the decode attention;
+#   tmaissue: the streaming ring's rate by
 #   the number of bulk copies per tile (bench/probes/tma_issue.cu); probe: read bandwidth
-#   of the MoE access patterns (bench/probes/read_patterns.cu); ncu: hardware counters; ab: the
+#   of the MoE access patterns (bench/probes/read_patterns.cu); l2probe: whether bulk L2
+#   prefetches land (bench/probes/l2_prefetch.cu); ncu: hardware counters; ab: the
 #   decode benchmark once per knob setting of AB (see below).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +20,9 @@ what="${*:-parity sanitize bench batch}"   # also: ncu (hardware counters of the
 # The server is not part of the GPU work; keep its sources out of this build if present.
 targets="moeq test_backend_parity"
 [[ "${*:-}" == *trace* ]] && targets="$targets moeq_kernel_trace"
-[[ "${*:-}" == *probe* ]] && targets="$targets read_patterns_probe"
+[[ "${*:-}" == *probe* && "${*:-}" != *l2probe* ]] && targets="$targets read_patterns_probe"
 [[ "${*:-}" == *tmaissue* ]] && targets="$targets tma_issue_probe"
+[[ "${*:-}" == *l2probe* ]] && targets="$targets l2_prefetch_probe"
 [[ "${*:-}" == *chain* || "${*:-}" == *ncuattn* ]] && targets="$targets chain_latency_probe"
 bash scripts/device/build.sh --target $targets 2>&1 | grep -E "error|warning: unused" | head -20
 export LD_LIBRARY_PATH=/tmp/moeq-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
@@ -77,10 +80,25 @@ if [[ $what == *timeline* ]]; then
       | tee -a "$out/timeline.log" | grep -A14 "moe_stream timeline"
   done
 fi
+if [[ $what == *attntl* ]]; then
+  # Step stamps of the decode attention and its merge per block (a -DMOEQ_ATTN_TIMELINE build,
+  # build-atl/), once per knob setting of TL_AB (as AB), without graphs: docs/PERF.md.
+  BUILD_DIR=build-atl CMAKE_ARGS="-DCMAKE_CUDA_FLAGS=-DMOEQ_ATTN_TIMELINE" bash scripts/device/build.sh --target moeq \
+    2>&1 | grep -E "error" | head -20
+  IFS=";" read -ra settings <<< "${TL_AB:-MOEQ_KV_PREFETCH=1}"
+  for cfg in "${settings[@]}"; do
+    echo "== attention timeline $cfg"
+    env $cfg build-atl/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 24 --no-graphs 2>&1 \
+      | tee -a "$out/attn-timeline.log" | grep -A14 "attention timeline"
+  done
+fi
 if [[ $what == *tmaissue* ]]; then  # bulk copies per tile (bench/probes/tma_issue.cu)
   timeout 120 build-dev/bench/tma_issue_probe 2>&1 | tee "$out/tma-issue.log"
 fi
-if [[ $what == *probe* ]]; then  # read bandwidth of the MoE access patterns (bench/probes/read_patterns.cu)
+if [[ $what == *l2probe* ]]; then  # bulk L2 prefetches: do they land, what do they save (bench/probes/l2_prefetch.cu)
+  timeout 120 build-dev/bench/l2_prefetch_probe 2>&1 | tee "$out/l2-prefetch.log"
+fi
+if [[ $what == *probe* && $what != *l2probe* ]]; then  # read bandwidth of the MoE access patterns (bench/probes/read_patterns.cu)
   timeout 240 build-dev/bench/read_patterns_probe 2>&1 | tee "$out/read-patterns.log"
 fi
 if [[ $what == *chain* ]]; then  # per-launch cost of the short decode kernels in a PDL chain

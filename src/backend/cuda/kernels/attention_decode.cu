@@ -30,7 +30,9 @@
 // (cp.async) before the dependency wait. This step's k row, normalised and rotated in shared
 // memory, is both the cache write and the late row the last split scores.
 #include <algorithm>
+#include <cstdio>
 #include <type_traits>
+#include <vector>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.h"
@@ -41,6 +43,24 @@ namespace moeq::cuda {
 namespace {
 
 constexpr int kThreads = 128, kWarps = kThreads / 32, kRows = 8;
+
+// A build with -DMOEQ_ATTN_TIMELINE records, per block, when each step of the decode attention
+// and of its merge is reached (globaltimer, ns), and prints a summary at exit: where the
+// attention's time goes after the q/k/v product (docs/PERF.md).
+enum : int { kAtStart, kAtIssued, kAtWait, kAtSums, kAtRotated, kAtLoop, kAtScores, kAtScored, kAtEnd, kMgStart,
+             kMgWait, kMgEnd, kAtEvents };
+#ifdef MOEQ_ATTN_TIMELINE
+constexpr int kAtMaxBlocks = 2048;
+__device__ int64_t g_attn_tl[kAtMaxBlocks * kAtEvents];
+__device__ __forceinline__ void at_stamp(int block, int ev) {
+  if (block >= kAtMaxBlocks || threadIdx.x != 0) return;
+  int64_t t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  g_attn_tl[block * kAtEvents + ev] = t;
+}
+#else
+__device__ __forceinline__ void at_stamp(int, int) {}
+#endif
 
 // 16 bytes global -> shared without a register or a wait (cp.async; completed by cp_async_wait).
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
@@ -93,6 +113,8 @@ __global__ void __launch_bounds__(kThreads, G <= 6 ? 4 : 3)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, j = lane / 4, c = lane % 4;
   const int kv_dim = n_kv * hd;
   const uint64_t pol = l2_stream_policy();
+  const int tl_block = int(blockIdx.y * gridDim.x + blockIdx.x);
+  at_stamp(tl_block, kAtStart);
 
   // The token's length, its slot, and `lo`: the first position any token of this launch writes
   // in that slot (rows below it are in the cache before this launch; rows from it on may be
@@ -178,7 +200,9 @@ __global__ void __launch_bounds__(kThreads, G <= 6 ? 4 : 3)
     if (tid < hd / 4) cp_async16(&qn_kw[tid], reinterpret_cast<const float4*>(qn.k_weight + g * hd) + tid);
     if (tid < half / 4) cp_async16(&qn_freq[tid], reinterpret_cast<const float4*>(qn.inv_freq) + tid);
   }
+  at_stamp(tl_block, kAtIssued);
   pdl_wait();
+  at_stamp(tl_block, kAtWait);
   if (!early) locate();
   const int first = p_begin + warp * kRows;
   // QN: this step's k row only once it is normalised (below).
@@ -220,6 +244,7 @@ __global__ void __launch_bounds__(kThreads, G <= 6 ? 4 : 3)
     if (lane == 0) qn_red[0][warp] = sq, qn_red[1][warp] = sk;
     cp_async_wait();
     __syncthreads();  // the sums, and the weights and frequencies copied before the wait
+    at_stamp(tl_block, kAtSums);
     if (threadIdx.x < half) {  // the rotation angles of this token's position (len - 1)
       const float f = reinterpret_cast<const float*>(qn_freq)[threadIdx.x];
       sincosf(float(len - 1) * f, &qn_sin[threadIdx.x], &qn_cos[threadIdx.x]);
@@ -256,6 +281,7 @@ __global__ void __launch_bounds__(kThreads, G <= 6 ? 4 : 3)
       row[d + half] = b * qn_cos[d] + a * qn_sin[d];
     }
     __syncthreads();
+    at_stamp(tl_block, kAtRotated);
     if (first < p_end) load_group(first, false, true);
   } else {
 #pragma unroll
@@ -289,6 +315,7 @@ __global__ void __launch_bounds__(kThreads, G <= 6 ? 4 : 3)
 #pragma unroll
     for (int d = 0; d < D; ++d) acc[h][d] = 0.0f;
   }
+  at_stamp(tl_block, kAtLoop);
   for (int r0 = first; r0 < p_end; r0 += kRows * kWarps) {
     if (r0 != first) load_group(r0, true, true);
     // Scores of row j: a quarter of the dot product per lane, then two shuffles.
@@ -311,6 +338,7 @@ __global__ void __launch_bounds__(kThreads, G <= 6 ? 4 : 3)
       s[h] += __shfl_xor_sync(0xffffffffu, s[h], 1);
       s[h] += __shfl_xor_sync(0xffffffffu, s[h], 2);
     }
+    if (r0 == first) at_stamp(tl_block, kAtScores);
     const bool valid = r0 + j < p_end;
     float p[8], r[G];
 #pragma unroll
@@ -347,6 +375,7 @@ __global__ void __launch_bounds__(kThreads, G <= 6 ? 4 : 3)
     }
     __syncwarp();  // ps is rewritten by the next group
   }
+  at_stamp(tl_block, kAtScored);
   // Sums over the rows (lanes of the same c hold the same partial sums for their row j).
 #pragma unroll
   for (int h = 0; h < G; ++h)
@@ -403,6 +432,7 @@ __global__ void __launch_bounds__(kThreads, G <= 6 ? 4 : 3)
       reinterpret_cast<float4*>(dst)[d4] = o;
     }
   }
+  at_stamp(tl_block, kAtEnd);
 }
 
 // The decode kernel's splits (base-2 maxima) merged a block per head: the weights exp2(m_s - M)
@@ -415,8 +445,10 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(const float
                                                                     int splits, int hd, float* out) {
   __shared__ float f_s[kAttentionMaxSplits], red[4], part[kMergeParts - 1][128];
   __shared__ float s_M, s_L;
+  at_stamp(int(blockIdx.x), kMgStart);
   pdl_launch_dependents();
   pdl_wait();
+  at_stamp(int(blockIdx.x), kMgWait);
   const int64_t head = blockIdx.x;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const float* ml = part_ml + head * splits * 2;
@@ -462,7 +494,53 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(const float
     for (int i = 0; i < kMergeParts - 1; ++i) o += part[i][d];
     out[head * hd + d] = o / s_L;
   }
+  at_stamp(int(blockIdx.x), kMgEnd);
 }
+
+#ifdef MOEQ_ATTN_TIMELINE
+// Every 7th launch pair after the first 100 (one token; layers in turn), read back after the
+// merge's launch (the stream synchronised, so both kernels ran as in the step): each event's
+// min / median / max over the blocks, from the earliest "past the wait" of the attention's blocks
+// (about when the q/k/v product ended), averaged over the samples.
+struct AttnTimeline {
+  int64_t launches = 0, samples = 0;
+  int grid = 0, merge_grid = 0;
+  double sum[kAtEvents][3] = {};
+  ~AttnTimeline() {
+    if (!samples) return;
+    static const char* names[kAtEvents] = {"start", "cache rows issued", "past the wait", "sums, q, k in",
+                                           "q, k rotated", "loop entered", "1st group's scores",
+                                           "rows done", "end", "merge: start", "merge: past the wait",
+                                           "merge: end"};
+    std::fprintf(stderr, "attention timeline: %lld launches sampled, %d + %d blocks; us from the earliest wait\n",
+                 (long long)samples, grid, merge_grid);
+    std::fprintf(stderr, "  %-24s %8s %8s %8s\n", "event", "min", "median", "max");
+    for (int e = 0; e < kAtEvents; ++e)
+      std::fprintf(stderr, "  %-24s %8.2f %8.2f %8.2f\n", names[e], sum[e][0] / samples * 1e-3,
+                   sum[e][1] / samples * 1e-3, sum[e][2] / samples * 1e-3);
+  }
+  void after_launch(int g, int mg, cudaStream_t s) {
+    cudaStreamCaptureStatus cap{};
+    CUDA_CHECK(cudaStreamIsCapturing(s, &cap));
+    if (cap != cudaStreamCaptureStatusNone || g > kAtMaxBlocks || ++launches < 100 || launches % 7 != 0) return;
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    std::vector<int64_t> t(size_t(kAtMaxBlocks) * kAtEvents);
+    CUDA_CHECK(cudaMemcpyFromSymbol(t.data(), g_attn_tl, t.size() * sizeof(int64_t)));
+    int64_t t0 = INT64_MAX;
+    for (int b = 0; b < g; ++b) t0 = std::min(t0, t[size_t(b) * kAtEvents + kAtWait]);
+    for (int e = 0; e < kAtEvents; ++e) {
+      const int n = e >= kMgStart ? mg : g;
+      std::vector<double> v;
+      for (int b = 0; b < n; ++b) v.push_back(double(t[size_t(b) * kAtEvents + e] - t0));
+      std::sort(v.begin(), v.end());
+      sum[e][0] += v.front(), sum[e][1] += v[v.size() / 2], sum[e][2] += v.back();
+    }
+    ++samples;
+    grid = g, merge_grid = mg;
+  }
+};
+AttnTimeline attn_timeline;
+#endif
 
 }  // namespace
 
@@ -510,6 +588,9 @@ void attention_decode(const float* q, const float* k, const float* v, float* kc,
     launch(decode_merge_kernel, dim3(unsigned(T * n_heads)), dim3(kMergeThreads), 0, s,
            static_cast<const float*>(scratch.partial_o), static_cast<const float*>(scratch.partial_ml), splits,
            head_dim, out);
+#ifdef MOEQ_ATTN_TIMELINE
+  if (qn && splits > 1) attn_timeline.after_launch(int(grid.x * grid.y), int(T * n_heads), s);
+#endif
 }
 
 }  // namespace moeq::cuda
