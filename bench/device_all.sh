@@ -68,30 +68,22 @@ if [[ $what == *trace* ]]; then
     build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 128 2>&1 | tee "$out/trace-mq4.log" \
     | grep -vE "^(loading|building)"
 fi
-if [[ $what == *timeline* ]]; then
-  # Phase stamps of the streaming MoE kernel per block (a -DMOEQ_MOE_TIMELINE build, build-tl/),
-  # once per knob setting of TL_AB (as AB), without graphs: docs/PERF.md.
-  BUILD_DIR=build-tl CMAKE_ARGS="-DCMAKE_CUDA_FLAGS=-DMOEQ_MOE_TIMELINE" bash scripts/device/build.sh --target moeq \
-    2>&1 | grep -E "error" | head -20
-  IFS=";" read -ra settings <<< "${TL_AB:-MOEQ_MOE_STREAM=1}"
+# A stamped build (-D$1, in $2/) of moeq, run once per knob setting of TL_AB (as AB; default $3)
+# without graphs; prints the summary that starts with $4 (logged to $out/$5): docs/PERF.md.
+stamped_runs() {
+  BUILD_DIR=$2 CMAKE_ARGS="-DCMAKE_CUDA_FLAGS=-D$1" bash scripts/device/build.sh --target moeq 2>&1 \
+    | grep -E "error" | head -20
+  IFS=";" read -ra settings <<< "${TL_AB:-$3}"
   for cfg in "${settings[@]}"; do
-    echo "== timeline $cfg"
-    env $cfg build-tl/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 24 --no-graphs 2>&1 \
-      | tee -a "$out/timeline.log" | grep -A14 "moe_stream timeline"
+    echo "== $4 $cfg"
+    env $cfg $2/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 24 --no-graphs 2>&1 \
+      | tee -a "$out/$5" | grep -A14 "$4"
   done
-fi
-if [[ $what == *attntl* ]]; then
-  # Step stamps of the decode attention and its merge per block (a -DMOEQ_ATTN_TIMELINE build,
-  # build-atl/), once per knob setting of TL_AB (as AB), without graphs: docs/PERF.md.
-  BUILD_DIR=build-atl CMAKE_ARGS="-DCMAKE_CUDA_FLAGS=-DMOEQ_ATTN_TIMELINE" bash scripts/device/build.sh --target moeq \
-    2>&1 | grep -E "error" | head -20
-  IFS=";" read -ra settings <<< "${TL_AB:-MOEQ_KV_PREFETCH=1}"
-  for cfg in "${settings[@]}"; do
-    echo "== attention timeline $cfg"
-    env $cfg build-atl/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 24 --no-graphs 2>&1 \
-      | tee -a "$out/attn-timeline.log" | grep -A14 "attention timeline"
-  done
-fi
+}
+# Phase stamps of the streaming MoE kernel per block.
+[[ $what == *timeline* ]] && stamped_runs MOEQ_MOE_TIMELINE build-tl MOEQ_MOE_STREAM=1 "moe_stream timeline" timeline.log
+# Step stamps of the decode attention and its merge per block.
+[[ $what == *attntl* ]] && stamped_runs MOEQ_ATTN_TIMELINE build-atl MOEQ_ATTN_EARLY=1 "attention timeline" attn-timeline.log
 if [[ $what == *tmaissue* ]]; then  # bulk copies per tile (bench/probes/tma_issue.cu)
   timeout 120 build-dev/bench/tma_issue_probe 2>&1 | tee "$out/tma-issue.log"
 fi

@@ -90,23 +90,7 @@ int main() {
     const int64_t bytes = mb << 20, n4 = bytes / 16;
     const auto* p4 = reinterpret_cast<const float4*>(data);
     auto timed_read = [&](auto&& before) {
-      cudaEvent_t a, b;
-      CHECK(cudaEventCreate(&a));
-      CHECK(cudaEventCreate(&b));
-      float best = 1e30f;
-      for (int rep = 0; rep < 10; ++rep) {
-        before();
-        CHECK(cudaEventRecord(a));
-        read_kernel<<<rgrid, rblock>>>(p4, n4, sink);
-        CHECK(cudaEventRecord(b));
-        CHECK(cudaEventSynchronize(b));
-        float ms = 0;
-        CHECK(cudaEventElapsedTime(&ms, a, b));
-        best = std::min(best, ms);
-      }
-      CHECK(cudaEventDestroy(a));
-      CHECK(cudaEventDestroy(b));
-      return best * 1e3f;
+      return 1e3f * probe::best_ms_after(10, 0, before, [&] { read_kernel<<<rgrid, rblock>>>(p4, n4, sink); });
     };
     const float cold = timed_read([&] { probe::flush_l2(scratch, sms); });
     const float hot = timed_read([&] { warm_kernel<<<rgrid, rblock>>>(p4, n4, sink); });

@@ -19,14 +19,16 @@ __global__ void flush_kernel(uint32_t* p, int64_t n) {
 // Evicts the earlier run's lines from L2 by writing 128 MB of `scratch` (128 MB long).
 inline void flush_l2(uint32_t* scratch, int sms) { flush_kernel<<<sms * 4, 256>>>(scratch, (128 << 20) / 4); }
 
-// The best of `reps` times (ms, by CUDA events on stream s) of the work `body` enqueues on s.
-template <typename Body>
-float best_ms(int reps, cudaStream_t s, Body&& body) {
+// The best of `reps` times (ms, by CUDA events on stream s) of the work `body` enqueues on s,
+// each time after the untimed work `setup` enqueues (an L2 flush, a prefetch).
+template <typename Setup, typename Body>
+float best_ms_after(int reps, cudaStream_t s, Setup&& setup, Body&& body) {
   cudaEvent_t a, b;
   CHECK(cudaEventCreate(&a));
   CHECK(cudaEventCreate(&b));
   float best = 1e30f;
   for (int rep = 0; rep < reps; ++rep) {
+    setup();
     CHECK(cudaEventRecord(a, s));
     body();
     CHECK(cudaEventRecord(b, s));
@@ -38,6 +40,11 @@ float best_ms(int reps, cudaStream_t s, Body&& body) {
   CHECK(cudaEventDestroy(a));
   CHECK(cudaEventDestroy(b));
   return best;
+}
+
+template <typename Body>
+float best_ms(int reps, cudaStream_t s, Body&& body) {
+  return best_ms_after(reps, s, [] {}, body);
 }
 
 // GB/s of a device-to-device copy of `bytes` from buf to buf + bytes (bytes read + written), the
