@@ -188,8 +188,8 @@ TEST_F(Parity, EmbeddingEveryFormat) {
 
 TEST_F(Parity, AttentionMixedBatchesOverTheCache) {
   // (heads, kv heads, head_dim, ctx): tiny-m2 and MiniMax-M2 shapes. On a 132-SM GPU the second's
-  // one-token decode takes 66 splits of 33 rows: a second group of rows for each block's first warp
-  // (staged in shared memory before the dependency wait).
+  // one-token decode takes 66 splits of 33 rows: each block's first warp loads a second group of
+  // rows after scoring its first.
   for (auto [nh, nkv, hd, ctx] : std::vector<std::array<int, 4>>{{12, 2, 64, 300}, {48, 8, 128, 2200}}) {
     const int slots = 3, layers = 2, kvd = nkv * hd;
     KVCache kc = cpu.alloc_kv(layers, slots, ctx, kvd), kg = gpu->alloc_kv(layers, slots, ctx, kvd);
@@ -488,8 +488,8 @@ TEST_F(Parity, NormQkvAttentionFused) {
     }
     run(make({0, 1}, {1, cs.ctx - 37}), true, "two tokens");
     // Position 2177 over 66 splits of 33: the step's own row is the first row of the last split's
-    // second group, the rows before it staged (132 SMs; elsewhere just another position).
-    if (cs.ctx > 2177) run(make({1}, {2177}), true, "the step's row after staged rows");
+    // second group (132 SMs; elsewhere just another position).
+    if (cs.ctx > 2177) run(make({1}, {2177}), true, "the step's row first in a second group");
     run(make({0}, {2}), false, "without QK-norm");
     EXPECT_LT(compare(cc.k, cg.k), kF32Tol) << name << " k cache";
     EXPECT_LT(compare(cc.v, cg.v), kF32Tol) << name << " v cache";
