@@ -295,7 +295,8 @@ TEST_F(Parity, MoeExpertsDecodeAndPrefill) {
                                                 {3072, 1536, 64, 8, "q8_g32", "int2_g32"},
                                                 {3072, 1536, 16, 8, "int4_g32", "int4_g128"},
                                                 {640, 384, 16, 4, "int4_g32", "int4_g32"},
-                                                {416, 160, 16, 4, "int4_g32", "int4_g32"}}) {
+                                                {416, 160, 16, 4, "int4_g32", "int4_g32"},
+                                                {1024, 256, 16, 4, "int4_g128", "int4_g128"}}) {
     auto [ec, eg] = experts(cs);
     for (int64_t T : {1, 4, 5, 16, 17, 200}) {
       std::vector<int32_t> ids(static_cast<size_t>(T * cs.K));
@@ -329,9 +330,10 @@ TEST_F(Parity, MoeExpertsDecodeAndPrefill) {
 
 // The MoE block with the norm before it: x = rmsnorm(h) * w, routing, h += moe(x). On the GPU
 // (4-bit experts, <= 4 tokens): for one token the norm inside the router's logits product, else a
-// norm launch; the top-k; one streaming launch that leaves the K rows of y; and a short kernel that
-// adds their weighted sum to h. Other experts: the same norm and router, then the experts op; more
-// tokens: the ops in turn. The gate reads one input per expert ((64 / E) x_e), and those inputs
+// norm launch; the top-k; one streaming launch that leaves a partial row of y per block (W2 by
+// column panels; with 4-bit groups of 128 for W1/W3 too, the panel comes in two chunks); and a
+// short kernel that adds them to h. Other experts: the same norm and router, then the experts op;
+// more tokens: the ops in turn. The gate reads one input per expert ((64 / E) x_e), and those inputs
 // come from a shuffled grid in h per token (the norm scales a row by one positive factor and w is 1
 // there), so no two experts' scores are close and both sides choose the same experts. The gate as
 // f32 (the router product's generic loop) and q8 (its groups loaded at once); the last case has
@@ -341,6 +343,7 @@ TEST_F(Parity, MoeBlockWithNormFused) {
                                                 {3072, 1536, 16, 8, "int4_g32", "int4_g128"},
                                                 {416, 160, 16, 4, "int4_g32", "int4_g32"},
                                                 {384, 128, 16, 4, "fp8_b128", "fp8_b128"},
+                                                {1024, 256, 16, 4, "int4_g128", "int4_g128"},
                                                 {3072, 32, 256, 8, "int4_g32", "int4_g32"}}) {
     auto [ec, eg] = experts(cs);
     std::vector<float> gate(size_t(cs.E * cs.H), 0.0f), imp(size_t(cs.H), 1.0f);

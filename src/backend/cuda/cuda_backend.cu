@@ -8,12 +8,14 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <string_view>
 #include <tuple>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/dev_weight.h"
 #include "backend/cuda/device.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/panels.h"
 #include "core/error.h"
 #include "quant/formats/synthetic.h"
 
@@ -251,7 +253,7 @@ class CudaBackend final : public Backend {
     out->dev.hidden = out->hidden;
     out->dev.inter = out->inter;
     out->dev.w1 = stack(w1, out->keep);
-    out->dev.w2 = stack(w2, out->keep);
+    out->dev.w2 = stack(w2, out->keep, /*panels_if_wanted=*/true);
     out->dev.w3 = stack(w3, out->keep);
     MOEQ_CHECK(w1[0].format == w3[0].format, "CUDA backend: w1 ({}) and w3 ({}) of a layer must share a format",
                w1[0].format, w3[0].format);
@@ -488,31 +490,15 @@ class CudaBackend final : public Backend {
     run_moe(x, ids, weights, experts, out, true);
   }
 
-  // Decode on the streaming MoE kernel: the kernel leaves the K rows of y, and a short kernel
-  // adds their weighted sum to h (moe_combine.cu): the kernel's own sum cost its last blocks a
-  // fence, a ticket and a load round trip. (Routing inside the MoE kernel, without the top-k
+  // The norm runs inside the router's product for one token (rmsnorm_router); the experts op then
+  // adds into h: for a few tokens of 4-bit experts that is the streaming kernel and the sum of its
+  // blocks' partial rows (moe_decode_stream.cu). (Routing inside the MoE kernel, without the top-k
   // launch, measured slower: docs/PERF.md.)
   void moe_block_add(const Tensor& h, const Tensor& norm_weight, float eps, const Tensor& x, const BackendWeight& gate,
                      const Tensor& bias, int top_k, const Tensor& ids, const Tensor& weights,
                      const BackendExperts& experts, const Tensor& tmp) override {
-    const auto& ex = static_cast<const CudaExperts&>(experts);
-    const int64_t T = x.rows(), K = top_k, D = ex.hidden;
-    if (T > moe_decode_tokens() || !moe_stream() || D % 4 != 0 || K < 1 || K > cuda::kCombineMaxK ||
-        !cuda::moe_stream_decode_supported(ex.dev, T * K, int(K))) {
-      // Experts the streaming kernel does not take (or more tokens): the norm still runs in the
-      // router's product for one token, then the experts op.
-      rmsnorm_router(h, norm_weight, eps, x, gate, bias, top_k, ids, weights);
-      moe_experts_add(x, ids, weights, experts, h, tmp);
-      return;
-    }
     rmsnorm_router(h, norm_weight, eps, x, gate, bias, top_k, ids, weights);
-    check(x, T, D, "moe input");
-    check(h, T, D, "moe output");
-    const DecodeMoeScratch sc = decode_moe_scratch(ex, T, K);
-    const OpTimer timer(profiling_, events_, "moe experts (decode)", stream_);
-    cuda::moe_decode_stream(ex.dev, x.as<float>(), ids.as<int32_t>(), weights.as<float>(), T * K, int(K), sc.a, sc.y,
-                            sc.tickets, nullptr, false, stream_, false);
-    cuda::moe_combine_add(sc.y, weights.as<float>(), T, int(K), D, h.as<float>(), stream_);
+    moe_experts_add(x, ids, weights, experts, h, tmp);
   }
 
   void linear_add(const Tensor& x, const BackendWeight& w, const Tensor& out, const Tensor& /*tmp*/) override {
@@ -564,6 +550,7 @@ class CudaBackend final : public Backend {
     out->dev.experts = experts;
     out->dev.w1 = synthetic_dev(f13, inter, hidden, experts, seed, out->keep);
     out->dev.w2 = synthetic_dev(f2, hidden, inter, experts, seed + 1, out->keep);
+    out->dev.w2.panels = cuda::moe_w2_panels_wanted(out->dev.w2);  // random bytes: either layout
     out->dev.w3 = synthetic_dev(f13, inter, hidden, experts, seed + 2, out->keep);
     return out;
   }
@@ -712,8 +699,8 @@ class CudaBackend final : public Backend {
     int32_t* tickets;
   };
   DecodeMoeScratch decode_moe_scratch(const CudaExperts& ex, int64_t T, int64_t K) {
-    return {scratch_f32("moe_a", T * K * ex.inter), scratch_f32("moe_y", T * K * ex.hidden),
-            scratch_zeroed_i32("moe_tickets", T * cuda::moe_decode_row_blocks(ex.hidden) + 2)};
+    return {scratch_f32("moe_a", T * K * ex.inter), scratch_f32("moe_y", cuda::moe_decode_y_rows(T, int(K)) * ex.hidden),
+            scratch_zeroed_i32("moe_tickets", T * cuda::moe_decode_row_blocks(ex.hidden))};
   }
 
   void run_moe(const Tensor& x, const Tensor& ids, const Tensor& weights, const BackendExperts& experts,
@@ -753,10 +740,13 @@ class CudaBackend final : public Backend {
     return mem.get();
   }
 
-  // All experts' parts of one matrix in one allocation each, expert after expert.
-  DevWeight stack(const std::vector<QuantizedWeight>& ws, std::vector<std::shared_ptr<void>>& keep) {
+  // All experts' parts of one matrix in one allocation each, expert after expert; W2 (panels_if_wanted)
+  // by column panels where the streaming MoE decode takes it (cuda::moe_w2_panels_wanted).
+  DevWeight stack(const std::vector<QuantizedWeight>& ws, std::vector<std::shared_ptr<void>>& keep,
+                  bool panels_if_wanted = false) {
     DevWeight d = describe(ws[0]);
     d.experts = int32_t(ws.size());
+    d.panels = panels_if_wanted && cuda::moe_w2_panels_wanted(d);
     for (const auto& w : ws) {
       format_ops(w.format).validate(w, "cuda upload");
       if (w.format != ws[0].format || w.rows != ws[0].rows || w.cols != ws[0].cols ||
@@ -769,9 +759,19 @@ class CudaBackend final : public Backend {
       const size_t n = ws[0].part(part).nbytes;
       stride_bytes = int64_t(n);
       auto mem = device_alloc(n * ws.size());
-      for (size_t e = 0; e < ws.size(); ++e)
-        CUDA_CHECK(cudaMemcpy(static_cast<char*>(mem.get()) + e * n, ws[e].part(part).data.get(), n,
-                              cudaMemcpyHostToDevice));
+      std::vector<uint8_t> reordered(d.panels ? n : 0);
+      for (size_t e = 0; e < ws.size(); ++e) {
+        const void* src = ws[e].part(part).data.get();
+        if (d.panels && std::string_view(part) == "qweight") {
+          cuda::codes_to_panels(static_cast<const uint8_t*>(src), d.rows, d.cols / 32, 4 * d.bits, reordered.data());
+          src = reordered.data();
+        } else if (d.panels && std::string_view(part) == "scales") {
+          cuda::scales_to_panels(static_cast<const uint16_t*>(src), d.rows, d.cols / d.group,
+                                 reinterpret_cast<uint16_t*>(reordered.data()));
+          src = reordered.data();
+        }
+        CUDA_CHECK(cudaMemcpy(static_cast<char*>(mem.get()) + e * n, src, n, cudaMemcpyHostToDevice));
+      }
       keep.push_back(mem);
       return mem.get();
     };
@@ -860,7 +860,6 @@ class CudaBackend final : public Backend {
   int32_t* scratch_i32(const std::string& n, int64_t count) {
     return static_cast<int32_t*>(scratch(n, size_t(count) * sizeof(int32_t)));
   }
-
   int device_;
   cudaStream_t stream_{};
   int sm_count_ = 0;

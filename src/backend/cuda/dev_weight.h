@@ -22,6 +22,12 @@ struct DevWeight {
   // codebook + e*cb_stride (elements).
   int32_t experts = 1;
   int64_t q_stride = 0, s_stride = 0, cb_stride = 0;
+  // Packed (INT / LLOYD) only: stored by column panels instead of by rows. Panel g holds group g
+  // (32 inputs) of every row, row after row: group g of row r at q + (g * rows + r) * 4 * bits, and
+  // its scale at scales[(g * 32 / group) * rows + r]. The experts' W2 is stored so (panels.h), so
+  // that the streaming MoE decode reads the W2 columns matching the a values a block computes as
+  // one contiguous run (moe_decode_stream.cu); formats.cuh's accessors address both layouts.
+  bool panels = false;
 };
 
 }  // namespace moeq::cuda

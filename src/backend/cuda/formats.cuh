@@ -25,6 +25,16 @@ __device__ __forceinline__ DevWeight expert_view(DevWeight w, int e) {
   return w;
 }
 
+// Packed (INT / LLOYD) weights: the byte offset of group g32 (32 inputs, b bits each) of row r,
+// and the index of that group's scale, in either layout (DevWeight::panels).
+__device__ __forceinline__ int64_t packed_group_offset(const DevWeight& w, int64_t r, int64_t g32, int b) {
+  return w.panels ? (g32 * w.rows + r) * 4 * b : r * w.row_bytes + g32 * 4 * b;
+}
+__device__ __forceinline__ int64_t packed_scale_index(const DevWeight& w, int64_t r, int64_t g32) {
+  const int64_t sg = g32 * 32 / w.group;
+  return w.panels ? sg * w.rows + r : r * (w.cols / w.group) + sg;
+}
+
 // Kernel variants are compiled per format (and code width) so that every bit position below is a
 // compile-time constant: a run-time width would put the code words in local memory.
 enum FmtCode : int { kF32 = 0, kBF16, kFP8, kQ8, kINT2, kINT3, kINT4, kL2, kL3, kL4, kFmtCount };
@@ -93,8 +103,8 @@ __device__ __forceinline__ void dequant32(const DevWeight& w, int64_t r, int64_t
   } else {
     constexpr bool lloyd = F >= kL2;
     constexpr int b = code_bits<F>();
-    const float s = f16_bits(static_cast<const uint16_t*>(w.scales)[r * (w.cols / w.group) + j0 / w.group]);
-    const uint8_t* base = w.q + r * w.row_bytes + j0 * b / 8;
+    const float s = f16_bits(static_cast<const uint16_t*>(w.scales)[packed_scale_index(w, r, g32)]);
+    const uint8_t* base = w.q + packed_group_offset(w, r, g32, b);
     uint32_t u[4];
     if constexpr (b == 4) {
       const uint4 v = __ldg(reinterpret_cast<const uint4*>(base));

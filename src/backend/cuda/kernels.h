@@ -122,13 +122,15 @@ struct MoeWeights {
   int experts = 0;
 };
 // Decode path (few tokens): a[t*K+k] = silu(x W1_e) * (x W3_e); out[t] = sum_k wt * a W2_e.
-// a_scratch [T*K][inter], y_scratch [T*K][hidden], tickets [T * moe_decode_row_blocks(hidden) + 2]
+// a_scratch [T*K][inter], y_scratch [moe_decode_y_rows(T, K)][hidden], tickets [T * moe_decode_row_blocks(hidden)]
 // zeroed (the kernels leave them zeroed); accumulate: out += instead of out =.
 // stream: 4-bit experts take the streaming kernel (moe_decode_stream.cu) where it applies.
 void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t T, int K,
                 float* a_scratch, float* y_scratch, int32_t* tickets, float* out, bool accumulate, cudaStream_t s,
                 bool stream = true);
 int64_t moe_decode_row_blocks(int64_t hidden);
+// Rows of y_scratch: T*K rows of y, or the streaming kernel's partial rows (a block's and token's).
+int64_t moe_decode_y_rows(int64_t T, int K);
 // ---- moe_decode_mma.cu: the decode kernels for 4-bit integer experts on tensor cores (f16 activations) ----
 bool moe_mma_decode_supported(const DevWeight& w);
 void moe_w13_decode_mma(const MoeWeights& m, const float* x, const int32_t* ids, int64_t pairs, int K, float* a,
@@ -136,16 +138,16 @@ void moe_w13_decode_mma(const MoeWeights& m, const float* x, const int32_t* ids,
 void moe_w2_decode_mma(const MoeWeights& m, const float* a, const int32_t* ids, const float* wts, int64_t pairs, int K,
                        float* y, int32_t* tickets, float* out, bool accumulate, cudaStream_t s);
 // ---- moe_decode_stream.cu: the whole 4-bit MoE decode in one persistent launch, weights streamed
-// into shared memory by TMA; tickets as for moe_decode (the 2 past the tickets proper are its
-// phase counters) ----
+// into shared memory by TMA, W2 stored by column panels (DevWeight::panels): each block computes
+// 32 a values of a (token, choice) pair at a time and applies W2's matching panel itself, so no
+// block waits for another; a short launch then adds the blocks' partial rows of y into `out`.
+// part: scratch of moe_decode_y_rows(T, K) rows of hidden floats. ----
+// Whether a W2 is to be stored by panels: 4-bit integer codes, groups of 32 or 128
+// (MOEQ_MOE_W2_PANELS=0: never, so that the other decode kernels can be compared).
+bool moe_w2_panels_wanted(const DevWeight& w2);
 bool moe_stream_decode_supported(const MoeWeights& m, int64_t pairs, int K);
 void moe_decode_stream(const MoeWeights& m, const float* x, const int32_t* ids, const float* wts, int64_t pairs, int K,
-                       float* a, float* y, int32_t* tickets, float* out, bool accumulate, cudaStream_t s,
-                       bool combine = true);
-// ---- moe_combine.cu: after moe_decode_stream without `combine` (y [T*K][D] written) ----
-// h[t] += sum_k wts[t K + k] y[t K + k] (in order of k). D % 4 == 0, 1 <= K <= kCombineMaxK.
-constexpr int kCombineMaxK = 16;
-void moe_combine_add(const float* y, const float* wts, int64_t T, int K, int64_t D, float* h, cudaStream_t s);
+                       float* part, float* out, bool accumulate, cudaStream_t s);
 // Prefill path: tokens grouped by expert, tensor-core products per expert.
 struct MoeScratch {
   int32_t* counts = nullptr;      // [E]

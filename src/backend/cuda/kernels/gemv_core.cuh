@@ -74,7 +74,7 @@ struct RawGroup {
 
 // The f16 scale of group g (32 inputs) of row r of a packed (int / Lloyd) weight.
 __device__ __forceinline__ float group_scale(const DevWeight& w, int64_t r, int64_t g, uint64_t pol) {
-  return f16_bits(ld_hint(static_cast<const uint16_t*>(w.scales) + r * (w.cols / w.group) + g * 32 / w.group, pol));
+  return f16_bits(ld_hint(static_cast<const uint16_t*>(w.scales) + packed_scale_index(w, r, g), pol));
 }
 
 template <int F>
@@ -91,7 +91,7 @@ __device__ __forceinline__ RawGroup load_group(const DevWeight& w, int64_t r, in
     raw.s = f16_bits(ld_hint(static_cast<const uint16_t*>(w.scales) + r * (w.cols / 32) + g, pol));
   } else if constexpr (F >= kINT2) {
     constexpr int b = code_bits<F>();
-    const uint8_t* base = w.q + r * w.row_bytes + g * 4 * b;
+    const uint8_t* base = w.q + packed_group_offset(w, r, g, b);
     if constexpr (b == 4) {
       raw.a = ld_hint(reinterpret_cast<const uint4*>(base), pol);
     } else if constexpr (b == 2) {

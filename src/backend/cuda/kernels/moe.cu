@@ -321,7 +321,7 @@ void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const f
     else fn(std::integral_constant<int, 0>{});
   };
   if (stream && moe_stream_decode_supported(m, pairs, K)) {
-    moe_decode_stream(m, x, ids, wts, pairs, K, a_scratch, y_scratch, tickets, out, accumulate, s);
+    moe_decode_stream(m, x, ids, wts, pairs, K, y_scratch, out, accumulate, s);
     return;
   }
   if (moe_mma_decode_supported(m.w1) && moe_mma_decode_supported(m.w3) && m.w1.group == m.w3.group) {
@@ -350,6 +350,8 @@ void moe_decode(const MoeWeights& m, const float* x, const int32_t* ids, const f
 }
 
 int64_t moe_decode_row_blocks(int64_t hidden) { return (hidden + kMoeW2BlockRows - 1) / kMoeW2BlockRows; }
+
+int64_t moe_decode_y_rows(int64_t T, int K) { return std::max<int64_t>(T * K, sm_count() + T - 1); }
 
 int64_t moe_max_tiles(int64_t pairs, int experts) { return (pairs + kPM - 1) / kPM + experts; }
 

@@ -256,7 +256,8 @@ void allow_smem(Kernel k, size_t bytes) {
 }  // namespace
 
 bool moe_mma_decode_supported(const DevWeight& w) {
-  return w.fmt == Fmt::INT && w.bits == 4 && (w.group == 32 || w.group == 128) && w.cols % w.group == 0 &&
+  // Rows stored contiguously (row_word, stage_scales): W2 by panels takes the generic kernels.
+  return !w.panels && w.fmt == Fmt::INT && w.bits == 4 && (w.group == 32 || w.group == 128) && w.cols % w.group == 0 &&
          staged_bytes(w.cols, w.cols / w.group) <= 160 * 1024;  // staged data fits shared memory
 }
 
