@@ -85,6 +85,15 @@ bool fused_qk_norm() {
   return on;
 }
 
+// MOEQ_PINNED_SYNC=1: results and the bad-id flag come back through pinned memory in one stream
+// wait (CudaBackend::to_host), instead of a pageable copy and then a second blocking copy of the
+// flag, which each wait for the device. Off by default: built, but not yet run on a device (the
+// thirteenth session's device time ran out; docs/PERF.md says what to measure).
+bool pinned_sync() {
+  static const bool on = env_knob("MOEQ_PINNED_SYNC", 0, 0, 1) != 0;
+  return on;
+}
+
 std::shared_ptr<void> device_alloc(size_t bytes) {
   void* p = nullptr;
   if (bytes == 0) bytes = 16;
@@ -212,15 +221,37 @@ class CudaBackend final : public Backend {
     attended_.clear();  // every kernel before the copy has finished when the next one starts
   }
 
+  // With MOEQ_PINNED_SYNC=1, through pinned memory with the bad-id flag in the same wait, so that
+  // a decode step would end in one round trip to the host (the token), where a pageable copy and
+  // a second blocking copy of the flag each wait for the device, leaving it idle between steps.
   void to_host(void* dst, const Tensor& src) override {
-    if (src.nbytes()) CUDA_CHECK(cudaMemcpyAsync(dst, src.data(), src.nbytes(), cudaMemcpyDeviceToHost, stream_));
-    synchronize();
+    const size_t n = src.nbytes();
+    if (!pinned_sync()) {  // the default, until measured
+      if (n) CUDA_CHECK(cudaMemcpyAsync(dst, src.data(), n, cudaMemcpyDeviceToHost, stream_));
+      synchronize();
+      return;
+    }
+    if (n) {
+      char* staging = pinned(n);
+      CUDA_CHECK(cudaMemcpyAsync(staging, src.data(), n, cudaMemcpyDeviceToHost, stream_));
+      synchronize();
+      std::memcpy(dst, staging, n);
+    } else {
+      synchronize();
+    }
   }
 
   void synchronize() override {
-    CUDA_CHECK(cudaStreamSynchronize(stream_));
     int32_t bad = -1;
-    CUDA_CHECK(cudaMemcpy(&bad, bad_id_.get(), sizeof bad, cudaMemcpyDeviceToHost));
+    if (pinned_sync()) {
+      pinned(0);
+      CUDA_CHECK(cudaMemcpyAsync(pinned_bad_, bad_id_.get(), sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      bad = *pinned_bad_;
+    } else {
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      CUDA_CHECK(cudaMemcpy(&bad, bad_id_.get(), sizeof bad, cudaMemcpyDeviceToHost));
+    }
     if (bad != -1) {
       CUDA_CHECK(cudaMemset(bad_id_.get(), 0xff, sizeof(int32_t)));
       fail("token id {} outside the embedding table", bad);
@@ -860,11 +891,29 @@ class CudaBackend final : public Backend {
   int32_t* scratch_i32(const std::string& n, int64_t count) {
     return static_cast<int32_t*>(scratch(n, size_t(count) * sizeof(int32_t)));
   }
+  // Pinned host memory: the bad-id flag's slot, then `bytes` of staging for to_host. Only called
+  // with no copy into it pending (every to_host and synchronize ends in a stream wait).
+  char* pinned(size_t bytes) {
+    const size_t need = 64 + bytes;
+    if (pinned_bytes_ < need) {
+      const size_t cap = std::max<size_t>(need, size_t(64) << 10);
+      void* p = nullptr;
+      CUDA_CHECK(cudaHostAlloc(&p, cap, cudaHostAllocDefault));
+      pinned_ = std::shared_ptr<void>(p, [](void* q) { cudaFreeHost(q); });
+      pinned_bytes_ = cap;
+      pinned_bad_ = static_cast<int32_t*>(p);
+    }
+    return static_cast<char*>(pinned_.get()) + 64;
+  }
+
   int device_;
   cudaStream_t stream_{};
   int sm_count_ = 0;
   std::string name_;
   std::shared_ptr<void> bad_id_;
+  std::shared_ptr<void> pinned_;  // pinned(): the flag's slot, then staging
+  size_t pinned_bytes_ = 0;
+  int32_t* pinned_bad_ = nullptr;
   std::map<std::pair<int, double>, Tensor> inv_freq_;
   std::set<const float*> attended_;  // layers' caches attended over since the last upload
   std::map<std::string, std::pair<std::shared_ptr<void>, size_t>> scratch_;

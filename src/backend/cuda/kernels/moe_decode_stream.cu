@@ -18,7 +18,8 @@
 // Until the twelfth session W2 was stored by rows and this kernel ran two phases, w1/w3 tiles then
 // w2 row tiles, with a grid-wide barrier between them (w2 needs every a value), the w2 bytes asked
 // for only once the w1/w3 tiles had left the ring, and a weighted sum of K rows of y after it. On
-// an H100 the panels took the decode from 2.876-2.885 to 2.763-2.793 ms/step (docs/PERF.md).
+// an H100 the decode step went from 2.889 ms (the old kernel, earlier calls) to 2.711-2.749 ms
+// with the panels (docs/PERF.md).
 //
 // Warps: a producer keeps the next S - 1 tiles' rows and scales in flight as bulk copies into a
 // ring of S shared-memory stages (mbarriers "full" and "empty" per stage); it needs only the
