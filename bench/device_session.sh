@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One device call's whole plan, with elapsed seconds stamped on each step (device time is scarce):
-# build + parity (and the MoE tests per PARITY_AB setting), then A/B decode runs of the knobs in AB, the batch-16 figure, and the sanitizers
-# on the tests in SANITIZE_FILTER. Logs go to $OUT (or out/); the built binaries too (BIN_OUT=1),
-# so that a second call can rerun them without building.
+# build + parity (and the MoE tests again per PARITY_AB setting), then A/B decode runs of the knobs
+# in AB, the batch-16 figure, and the sanitizers on the tests in SANITIZE_FILTER. Logs go to $OUT
+# (or out/). (The built binaries are over the device tool's 16 MiB a file: a second call rebuilds.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-out}"; mkdir -p "$out"
@@ -21,7 +21,6 @@ stamp "A/B"
 bash bench/device_all.sh ab
 stamp "batch"
 bash bench/device_all.sh batch
-if [[ "${BIN_OUT:-0}" == 1 ]]; then cp build-dev/moeq build-dev/tests/test_backend_parity "$out/" 2>/dev/null; fi
 stamp "sanitize"
 bash bench/device_all.sh sanitize
 stamp "done"

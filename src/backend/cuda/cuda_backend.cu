@@ -231,14 +231,10 @@ class CudaBackend final : public Backend {
       synchronize();
       return;
     }
-    if (n) {
-      char* staging = pinned(n);
-      CUDA_CHECK(cudaMemcpyAsync(staging, src.data(), n, cudaMemcpyDeviceToHost, stream_));
-      synchronize();
-      std::memcpy(dst, staging, n);
-    } else {
-      synchronize();
-    }
+    char* staging = pinned(n);
+    if (n) CUDA_CHECK(cudaMemcpyAsync(staging, src.data(), n, cudaMemcpyDeviceToHost, stream_));
+    synchronize();
+    if (n) std::memcpy(dst, staging, n);
   }
 
   void synchronize() override {

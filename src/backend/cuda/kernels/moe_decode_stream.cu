@@ -176,7 +176,7 @@ struct PanelGeom {
   int64_t units = 0;           // pairs * panels
   int64_t prow = 0, chunks = 0;  // rows of a W2 chunk (a multiple of 256, or all rows); chunks a panel
   int64_t red_off = 0, af_off = 0, xacts_off = 0, yacc_off = 0, stages_off = 0, stage_bytes = 0, smem = 0;
-  int stages = 0, xacts = 0, grid = 0, sshift = 0;
+  int stages = 0, xacts = 0, grid = 0;
 };
 
 PanelGeom panel_geom(const MoeWeights& m, int64_t pairs, int K) {
@@ -194,7 +194,6 @@ PanelGeom panel_geom(const MoeWeights& m, int64_t pairs, int K) {
   const bool whole = whole_ok && m.hidden * 16 + round_up(m.hidden * 2, 16) <= p.m13.stage_bytes;
   p.prow = whole ? m.hidden : std::min(m.hidden, fit);
   p.chunks = (m.hidden + p.prow - 1) / p.prow;
-  p.sshift = m.w2.group == 128 ? 2 : 0;
   // As few blocks as give the same longest range of units (the spare multiprocessors take the
   // next kernel's blocks early).
   const int64_t per_block = (p.units + sm_count() - 1) / sm_count();
@@ -255,9 +254,9 @@ __global__ void __launch_bounds__(kBlockThreads, 1)
         const DevWeight w2 = expert_view(m.w2, e);
         if (lane == 0) mbar_arrive_expect_tx(&full[s], uint32_t(n * 18));
         __syncwarp();
-        if (lane == 0) bulk_copy_g2s(st, w2.q + (c * H + r0) * 16, uint32_t(n * 16), &full[s]);
+        if (lane == 0) bulk_copy_g2s(st, w2.q + packed_group_offset(w2, r0, c, 4), uint32_t(n * 16), &full[s]);
         if (lane == 1)
-          bulk_copy_g2s(st + pg.prow * 16, static_cast<const uint16_t*>(w2.scales) + (c >> pg.sshift) * H + r0,
+          bulk_copy_g2s(st + pg.prow * 16, static_cast<const uint16_t*>(w2.scales) + packed_scale_index(w2, r0, c),
                         uint32_t(n * 2), &full[s]);
       }
     }
