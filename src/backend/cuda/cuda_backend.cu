@@ -94,6 +94,13 @@ bool pinned_sync() {
   return on;
 }
 
+// MOEQ_INDEX_MIRRORS=1: positions and slots uploaded by upload_indices are mirrored in constant
+// memory for the decode attention (kernels.h). Off by default until measured on a device.
+bool index_mirrors() {
+  static const bool on = env_knob("MOEQ_INDEX_MIRRORS", 0, 0, 1) != 0;
+  return on;
+}
+
 std::shared_ptr<void> device_alloc(size_t bytes) {
   void* p = nullptr;
   if (bytes == 0) bytes = 16;
@@ -102,7 +109,10 @@ std::shared_ptr<void> device_alloc(size_t bytes) {
     cudaGetLastError();
     fail("CUDA: out of device memory allocating {:.1f} MiB ({})", double(bytes) / (1 << 20), cudaGetErrorString(e));
   }
-  return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+  return std::shared_ptr<void>(p, [bytes](void* q) {
+    cuda::index_mirror_forget(q, bytes, nullptr);  // a later allocation here is not that array
+    cudaFree(q);
+  });
 }
 
 // Parses "int4_g32" / "lloyd3_g128" into bits and group.
@@ -217,8 +227,19 @@ class CudaBackend final : public Backend {
   }
 
   void to_device(const Tensor& dst, const void* src) override {
-    if (dst.nbytes()) CUDA_CHECK(cudaMemcpyAsync(dst.data(), src, dst.nbytes(), cudaMemcpyHostToDevice, stream_));
+    if (!dst.nbytes()) return;
+    cuda::index_mirror_forget(dst.data(), dst.nbytes(), stream_);  // those bytes change here
+    CUDA_CHECK(cudaMemcpyAsync(dst.data(), src, dst.nbytes(), cudaMemcpyHostToDevice, stream_));
     attended_.clear();  // every kernel before the copy has finished when the next one starts
+  }
+
+  // A few tokens' positions or slots also go to a constant-memory mirror that the decode
+  // attention reads instead of global memory (kernels.h, index_mirror_set).
+  void upload_indices(const Tensor& dst, const int32_t* src) override {
+    to_device(dst, src);
+    if (index_mirrors() && dst.dtype() == DType::I32 && dst.numel() >= 1 &&
+        dst.numel() <= cuda::kAttentionDecodeTokens)
+      cuda::index_mirror_set(dst.as<int32_t>(), src, dst.numel(), stream_);
   }
 
   // With MOEQ_PINNED_SYNC=1, through pinned memory with the bad-id flag in the same wait, so that
