@@ -52,10 +52,6 @@ class Backend {
   virtual Tensor alloc(DType dtype, std::vector<int64_t> shape) = 0;
   virtual void to_device(const Tensor& dst, const void* host_src) = 0;  // dst.nbytes() bytes
   virtual void to_host(void* host_dst, const Tensor& src) = 0;          // src.nbytes() bytes
-  // A step's small index arrays (positions, slots), I32: like to_device, and the backend may keep
-  // a copy nearer its kernels (CUDA: constant memory), so dst must then be written only through
-  // this call or to_device, never by an op.
-  virtual void upload_indices(const Tensor& dst, const int32_t* host_src) { to_device(dst, host_src); }
   virtual std::unique_ptr<BackendWeight> upload_weight(const QuantizedWeight& w) = 0;
   virtual std::unique_ptr<BackendExperts> upload_experts(const std::vector<QuantizedWeight>& w1,
                                                          const std::vector<QuantizedWeight>& w2,

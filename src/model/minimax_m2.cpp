@@ -99,8 +99,8 @@ const Tensor& Model::forward(std::span<const int32_t> ids, std::span<const int32
   for (int32_t r : logit_rows) MOEQ_CHECK(r >= 0 && r < T, "logit row {} outside the batch of {}", r, T);
   reserve(T, R);
   be_.to_device(buf_.ids.view_rows(0, T), ids.data());
-  be_.upload_indices(buf_.pos.view_rows(0, T), positions.data());
-  be_.upload_indices(buf_.slots.view_rows(0, T), slots.data());
+  be_.to_device(buf_.pos.view_rows(0, T), positions.data());
+  be_.to_device(buf_.slots.view_rows(0, T), slots.data());
   bool all_rows = R == T;
   for (int64_t i = 0; all_rows && i < R; ++i) all_rows = logit_rows[size_t(i)] == i;
   if (!all_rows) be_.to_device(buf_.rows.view_rows(0, R), logit_rows.data());

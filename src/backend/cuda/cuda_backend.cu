@@ -85,19 +85,12 @@ bool fused_qk_norm() {
   return on;
 }
 
-// MOEQ_PINNED_SYNC=1: results and the bad-id flag come back through pinned memory in one stream
-// wait (CudaBackend::to_host), instead of a pageable copy and then a second blocking copy of the
-// flag, which each wait for the device. Off by default: built, but not yet run on a device (the
-// thirteenth session's device time ran out; docs/PERF.md says what to measure).
+// Results and the bad-id flag come back through pinned memory in one stream wait
+// (CudaBackend::to_host), instead of a pageable copy and then a second blocking copy of the flag,
+// which each wait for the device. On an H100 the decode step took 2.723-2.724 ms against
+// 2.729 (docs/PERF.md, fourteenth session); MOEQ_PINNED_SYNC=0 for the two copies.
 bool pinned_sync() {
-  static const bool on = env_knob("MOEQ_PINNED_SYNC", 0, 0, 1) != 0;
-  return on;
-}
-
-// MOEQ_INDEX_MIRRORS=1: positions and slots uploaded by upload_indices are mirrored in constant
-// memory for the decode attention (kernels.h). Off by default until measured on a device.
-bool index_mirrors() {
-  static const bool on = env_knob("MOEQ_INDEX_MIRRORS", 0, 0, 1) != 0;
+  static const bool on = env_knob("MOEQ_PINNED_SYNC", 1, 0, 1) != 0;
   return on;
 }
 
@@ -109,10 +102,7 @@ std::shared_ptr<void> device_alloc(size_t bytes) {
     cudaGetLastError();
     fail("CUDA: out of device memory allocating {:.1f} MiB ({})", double(bytes) / (1 << 20), cudaGetErrorString(e));
   }
-  return std::shared_ptr<void>(p, [bytes](void* q) {
-    cuda::index_mirror_forget(q, bytes, nullptr);  // a later allocation here is not that array
-    cudaFree(q);
-  });
+  return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
 }
 
 // Parses "int4_g32" / "lloyd3_g128" into bits and group.
@@ -227,27 +217,16 @@ class CudaBackend final : public Backend {
   }
 
   void to_device(const Tensor& dst, const void* src) override {
-    if (!dst.nbytes()) return;
-    cuda::index_mirror_forget(dst.data(), dst.nbytes(), stream_);  // those bytes change here
-    CUDA_CHECK(cudaMemcpyAsync(dst.data(), src, dst.nbytes(), cudaMemcpyHostToDevice, stream_));
+    if (dst.nbytes()) CUDA_CHECK(cudaMemcpyAsync(dst.data(), src, dst.nbytes(), cudaMemcpyHostToDevice, stream_));
     attended_.clear();  // every kernel before the copy has finished when the next one starts
   }
 
-  // A few tokens' positions or slots also go to a constant-memory mirror that the decode
-  // attention reads instead of global memory (kernels.h, index_mirror_set).
-  void upload_indices(const Tensor& dst, const int32_t* src) override {
-    to_device(dst, src);
-    if (index_mirrors() && dst.dtype() == DType::I32 && dst.numel() >= 1 &&
-        dst.numel() <= cuda::kAttentionDecodeTokens)
-      cuda::index_mirror_set(dst.as<int32_t>(), src, dst.numel(), stream_);
-  }
-
-  // With MOEQ_PINNED_SYNC=1, through pinned memory with the bad-id flag in the same wait, so that
-  // a decode step would end in one round trip to the host (the token), where a pageable copy and
-  // a second blocking copy of the flag each wait for the device, leaving it idle between steps.
+  // Through pinned memory with the bad-id flag in the same wait (pinned_sync), so that a decode
+  // step ends in one round trip to the host (the token), where a pageable copy and a second
+  // blocking copy of the flag each wait for the device, leaving it idle between steps.
   void to_host(void* dst, const Tensor& src) override {
     const size_t n = src.nbytes();
-    if (!pinned_sync()) {  // the default, until measured
+    if (!pinned_sync()) {  // MOEQ_PINNED_SYNC=0
       if (n) CUDA_CHECK(cudaMemcpyAsync(dst, src.data(), n, cudaMemcpyDeviceToHost, stream_));
       synchronize();
       return;

@@ -100,18 +100,6 @@ struct QkNormArgs {
   float eps = 0;
 };
 bool attention_qk_norm_supported(int head_dim, int rotary_dim);  // with attention_decode_supported
-// Index mirrors: copies, in constant memory, of small index arrays (a step's positions and slots)
-// uploaded through Backend::upload_indices. The decode attention reads its positions and slots
-// from a mirror when one holds them, so that its blocks address their cache rows as soon as they
-// are resident instead of after a load that waits behind the streaming weights (docs/PERF.md).
-// A mirrored array must be written only through index_mirror_set (the backend's upload_indices);
-// a copy over it from the host, or freeing it, forgets the mirror (index_mirror_forget).
-constexpr int kIndexMirrors = 4;
-// Records host[0, n) (n <= kAttentionDecodeTokens) as the contents of dev, in stream order.
-void index_mirror_set(const int32_t* dev, const int32_t* host, int64_t n, cudaStream_t s);
-// Forgets the mirrors of arrays overlapping [p, p + bytes): in stream order on s, or at once
-// (synchronously) when s is null. Cheap when none overlaps.
-void index_mirror_forget(const void* p, size_t bytes, cudaStream_t s);
 void attention_decode(const float* q, const float* k, const float* v, float* kc, float* vc, const int32_t* pos,
                       const int32_t* slots, int64_t T, int n_heads, int n_kv_heads, int head_dim,
                       int64_t slot_stride, int splits, bool early, const AttnScratch& scratch, float* out,

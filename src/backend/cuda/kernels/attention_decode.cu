@@ -30,9 +30,7 @@
 // (cp.async) before the dependency wait. This step's k row, normalised and rotated in shared
 // memory, is both the cache write and the late row the last split scores.
 #include <algorithm>
-#include <array>
 #include <cstdio>
-#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -63,23 +61,6 @@ __device__ __forceinline__ void at_stamp(int block, int ev) {
 #else
 __device__ __forceinline__ void at_stamp(int, int) {}
 #endif
-
-// The index mirrors (kernels.h): entry e holds n values of the device array at ptr; ptr is null
-// when the entry is free. Read with uniform addresses, so from the constant cache once warm.
-struct MirrorEntry {
-  const int32_t* ptr;
-  int32_t n, pad;
-  int32_t v[kAttentionDecodeTokens];
-};
-__constant__ MirrorEntry c_mirrors[kIndexMirrors];
-
-// The mirror holding at least T values of p, or -1.
-__device__ __forceinline__ int mirror_of(const int32_t* p, int T) {
-#pragma unroll
-  for (int e = 0; e < kIndexMirrors; ++e)
-    if (c_mirrors[e].ptr == p && c_mirrors[e].n >= T) return e;
-  return -1;
-}
 
 // 16 bytes global -> shared without a register or a wait (cp.async; completed by cp_async_wait).
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
@@ -141,19 +122,14 @@ __global__ void __launch_bounds__(kThreads, G <= 6 ? 4 : 3)
   int len = 0, lo = 0, p_begin = 0, p_end = 0, slot = 0;
   const float* kslot = nullptr;
   const float* vslot = nullptr;
-  // Positions and slots from their constant-memory mirrors when they have them (no load that
-  // queues behind the streaming weights), else from global memory.
-  const int mp = mirror_of(pos, T), ms = mirror_of(slots, T);
-  auto pos_at = [&](int u) -> int { return mp >= 0 ? c_mirrors[mp].v[u] : pos[u]; };
-  auto slot_at = [&](int u) -> int { return ms >= 0 ? c_mirrors[ms].v[u] : slots[u]; };
   auto locate = [&] {
-    slot = slot_at(t);
-    len = pos_at(t) + 1;
+    slot = slots[t];
+    len = pos[t] + 1;
     lo = len - 1;
     if (T > 1) {
 #pragma unroll 1
       for (int u = 0; u < T; ++u)
-        if (slot_at(u) == slot) lo = min(lo, pos_at(u));
+        if (slots[u] == slot) lo = min(lo, int(pos[u]));
     }
     const int chunk = (len + splits - 1) / splits;
     p_begin = min(len, sp * chunk), p_end = min(len, (sp + 1) * chunk);
@@ -165,7 +141,7 @@ __global__ void __launch_bounds__(kThreads, G <= 6 ? 4 : 3)
   auto late_row = [&](int p, const float* in, const float* cache) -> const float* {
 #pragma unroll 1
     for (int u = 0; u < T; ++u)
-      if (slot_at(u) == slot && pos_at(u) == p) return in + u * kv_dim + g * hd;
+      if (slots[u] == slot && pos[u] == p) return in + u * kv_dim + g * hd;
     return cache + p * kv_dim;
   };
 
@@ -566,71 +542,7 @@ struct AttnTimeline {
 AttnTimeline attn_timeline;
 #endif
 
-// The host's view of each device's mirrors (which array each entry holds), for choosing an entry
-// and for forgetting the ones a copy or a free overlaps.
-struct MirrorTable {
-  std::array<const int32_t*, kIndexMirrors> ptr{};
-  std::array<int64_t, kIndexMirrors> n{};
-  int next = 0;  // the entry a new array replaces (round robin)
-};
-constexpr int kMirrorDevices = 64;
-struct MirrorTables {
-  std::mutex mu;
-  std::array<MirrorTable, kMirrorDevices> by_device;
-};
-// Never destroyed: device memory may be freed (index_mirror_forget) during static destruction.
-MirrorTables& mirror_tables() {
-  static auto* t = new MirrorTables;
-  return *t;
-}
-
-MirrorTable* mirror_table() {
-  int d = 0;
-  if (cudaGetDevice(&d) != cudaSuccess || d < 0 || d >= kMirrorDevices) return nullptr;
-  return &mirror_tables().by_device[size_t(d)];
-}
-
-// Writes entry e (its pointer, count and values) in stream order, or at once when s is null.
-cudaError_t write_mirror(int e, const int32_t* dev, const int32_t* host, int64_t n, cudaStream_t s) {
-  MirrorEntry m{};
-  m.ptr = dev;
-  m.n = int32_t(n);
-  for (int64_t i = 0; i < n; ++i) m.v[i] = host[i];
-  const size_t off = size_t(e) * sizeof(MirrorEntry);
-  return s ? cudaMemcpyToSymbolAsync(c_mirrors, &m, sizeof m, off, cudaMemcpyHostToDevice, s)
-           : cudaMemcpyToSymbol(c_mirrors, &m, sizeof m, off, cudaMemcpyHostToDevice);
-}
-
 }  // namespace
-
-void index_mirror_set(const int32_t* dev, const int32_t* host, int64_t n, cudaStream_t s) {
-  if (n < 1 || n > kAttentionDecodeTokens)
-    fail_cuda(cudaErrorInvalidValue, "index_mirror_set: count outside [1, kAttentionDecodeTokens]", __FILE__, __LINE__);
-  std::lock_guard<std::mutex> lock(mirror_tables().mu);
-  MirrorTable* t = mirror_table();
-  if (!t) return;
-  int e = -1;
-  for (int i = 0; i < kIndexMirrors && e < 0; ++i)
-    if (t->ptr[size_t(i)] == dev) e = i;
-  if (e < 0) e = t->next, t->next = (t->next + 1) % kIndexMirrors;
-  CUDA_CHECK(write_mirror(e, dev, host, n, s));
-  t->ptr[size_t(e)] = dev, t->n[size_t(e)] = n;
-}
-
-void index_mirror_forget(const void* p, size_t bytes, cudaStream_t s) {
-  std::lock_guard<std::mutex> lock(mirror_tables().mu);
-  MirrorTable* t = mirror_table();
-  if (!t) return;
-  const auto* b = static_cast<const char*>(p);
-  for (int e = 0; e < kIndexMirrors; ++e) {
-    const auto* q = reinterpret_cast<const char*>(t->ptr[size_t(e)]);
-    if (!q || q >= b + bytes || q + t->n[size_t(e)] * 4 <= b) continue;
-    // From a free (s null) errors are ignored: it may run while the process tears CUDA down.
-    const cudaError_t err = write_mirror(e, nullptr, nullptr, 0, s);
-    if (s) CUDA_CHECK(err);
-    t->ptr[size_t(e)] = nullptr, t->n[size_t(e)] = 0;
-  }
-}
 
 bool attention_decode_supported(int64_t T, int n_heads, int n_kv_heads, int head_dim, int64_t slot_stride) {
   return T >= 1 && T <= kAttentionDecodeTokens && n_kv_heads > 0 && n_heads % n_kv_heads == 0 &&
