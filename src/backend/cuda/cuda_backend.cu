@@ -87,8 +87,9 @@ bool fused_qk_norm() {
 
 // Results and the bad-id flag come back through pinned memory in one stream wait
 // (CudaBackend::to_host), instead of a pageable copy and then a second blocking copy of the flag,
-// which each wait for the device. On an H100 the decode step took 2.723-2.724 ms against
-// 2.729 (docs/PERF.md, fourteenth session); MOEQ_PINNED_SYNC=0 for the two copies.
+// which each wait for the device. On an H100 the decode step took 2.703-2.724 ms against
+// 2.728-2.735 (two calls, alternating: docs/PERF.md, fourteenth session); MOEQ_PINNED_SYNC=0 for
+// the two copies.
 bool pinned_sync() {
   static const bool on = env_knob("MOEQ_PINNED_SYNC", 1, 0, 1) != 0;
   return on;

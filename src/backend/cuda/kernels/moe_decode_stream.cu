@@ -457,8 +457,10 @@ bool moe_w2_panels_wanted(const DevWeight& w2) {
 
 bool moe_stream_decode_supported(const MoeWeights& m, int64_t pairs, int K) {
   const DevWeight& w2 = m.w2;
-  return format_ok(m.w1) && format_ok(m.w3) && m.w1.group == m.w3.group && w2.panels && w2.fmt == Fmt::INT &&
-         w2.bits == 4 && (w2.group == 32 || w2.group == 128) && w2.cols == m.inter && w2.rows == m.hidden &&
+  // W2 is stored by panels only where moe_w2_panels_wanted took its format (4-bit codes, groups of
+  // 32 or 128), so w2.panels stands for those checks.
+  return format_ok(m.w1) && format_ok(m.w3) && m.w1.group == m.w3.group && w2.panels && w2.cols == m.inter &&
+         w2.rows == m.hidden &&
          m.inter % 32 == 0 && m.hidden % 32 == 0 && K >= 1 && pairs % K == 0 && panel_geom(m, pairs, K).stages >= 2;
 }
 
