@@ -2,11 +2,12 @@
 # The GPU machine's whole job in one call (device time is scarce): build for Hopper, run the
 # backend parity tests (with `sanitize`: under compute-sanitizer memcheck and racecheck; SANITIZE_TOOLS
 # and SANITIZE_FILTER narrow it), then the synthetic MiniMax-M2 benchmarks. Logs go to $OUT (or out/).
-#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [ab] [trace] [timeline] [attntl] [tmaissue] [l2probe] [probe] [chain] [ncu|ncuattn]
+#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [ab] [trace] [timeline] [attntl] [tmaissue] [gemvtall] [l2probe] [probe] [chain] [ncu|ncuattn]
 #   (default: parity sanitize bench batch). pdloff / nostream: the decode without programmatic
 #   dependent launch / with the register-loading expert kernels, for comparison; trace: per-kernel
 #   timeline of the graph-replayed step (bench/kernel_trace.cpp); timeline: the streaming MoE
 #   kernel's phase stamps per block (TL_AB settings); attntl: the same for the decode attention;
+#   gemvtall: lm_head's product by each GEMV kernel (bench/probes/gemv_tall.cu);
 #   tmaissue: the streaming ring's rate by
 #   the number of bulk copies per tile (bench/probes/tma_issue.cu); probe: read bandwidth
 #   of the MoE access patterns (bench/probes/read_patterns.cu); l2probe: whether bulk L2
@@ -24,6 +25,7 @@ targets="moeq test_backend_parity"
 [[ "${*:-}" == *tmaissue* ]] && targets="$targets tma_issue_probe"
 [[ "${*:-}" == *l2probe* ]] && targets="$targets l2_prefetch_probe"
 [[ "${*:-}" == *chain* || "${*:-}" == *ncuattn* ]] && targets="$targets chain_latency_probe"
+[[ "${*:-}" == *gemvtall* ]] && targets="$targets gemv_tall_probe"
 bash scripts/device/build.sh --target $targets 2>&1 | grep -E "error|warning: unused" | head -20
 export LD_LIBRARY_PATH=/tmp/moeq-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/gpu.txt"
@@ -84,6 +86,9 @@ stamped_runs() {
 [[ $what == *timeline* ]] && stamped_runs MOEQ_MOE_TIMELINE build-tl MOEQ_MOE_STREAM=1 "moe_stream timeline" timeline.log
 # Step stamps of the decode attention and its merge per block.
 [[ $what == *attntl* ]] && stamped_runs MOEQ_ATTN_TIMELINE build-atl MOEQ_ATTN_EARLY=1 "attention timeline" attn-timeline.log
+if [[ $what == *gemvtall* ]]; then  # lm_head's product by each GEMV kernel against a plain read (bench/probes/gemv_tall.cu)
+  timeout 120 build-dev/bench/gemv_tall_probe 2>&1 | tee "$out/gemv-tall.log"
+fi
 if [[ $what == *tmaissue* ]]; then  # bulk copies per tile (bench/probes/tma_issue.cu)
   timeout 120 build-dev/bench/tma_issue_probe 2>&1 | tee "$out/tma-issue.log"
 fi

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 
@@ -170,6 +171,42 @@ TEST_F(Parity, LinearEveryFormatDecodeAndPrefillPaths) {
         EXPECT_LT(compare(o.first, o.second), tol) << fmt << " " << N << "x" << K << " T=" << T;
       }
     }
+}
+
+// The one-token product's tall kernel (a resident grid walking row tiles; gemv.cu, taken by
+// lm_head-sized weights) on every packed format, at shapes it would not take by itself
+// (MOEQ_GEMV_TALL=2), plus one q8 weight tall enough that the default picks it.
+TEST_F(Parity, LinearTallKernelOneToken) {
+  struct Restore {
+    ~Restore() { unsetenv("MOEQ_GEMV_TALL"); }
+  } restore;
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1536, 3072}, {3072, 1536}, {97, 256}, {1000, 6144}};
+  for (const char* mode : {"2"}) {
+    setenv("MOEQ_GEMV_TALL", mode, 1);
+    for (const auto& fmt : kFormats) {
+      if (fmt == "f32" || fmt == "bf16" || fmt == "fp8_b128") continue;  // not packed: never tall
+      for (auto [N, K] : shapes) {
+        if (fmt.ends_with("g128") && K % 128) continue;
+        const QuantizedWeight q = weight(fmt, N, K);
+        auto wc = cpu.upload_weight(q);
+        auto wg = gpu->upload_weight(q);
+        auto x = both(test::randn(size_t(K), rng), {1, K});
+        auto o = poisoned({1, N});
+        cpu.linear(x.first, *wc, o.first);
+        gpu->linear(x.second, *wg, o.second);
+        EXPECT_LT(compare(o.first, o.second), kF32Tol) << "MOEQ_GEMV_TALL=" << mode << " " << fmt << " " << N << "x" << K;
+      }
+    }
+  }
+  unsetenv("MOEQ_GEMV_TALL");
+  const QuantizedWeight q = weight("q8_g32", 40000, 3072);  // > 16 rows per warp of two blocks per SM (132 SMs)
+  auto wc = cpu.upload_weight(q);
+  auto wg = gpu->upload_weight(q);
+  auto x = both(test::randn(3072, rng), {1, 3072});
+  auto o = poisoned({1, 40000});
+  cpu.linear(x.first, *wc, o.first);
+  gpu->linear(x.second, *wg, o.second);
+  EXPECT_LT(compare(o.first, o.second), kF32Tol) << "q8_g32 40000x3072, default kernel choice";
 }
 
 TEST_F(Parity, EmbeddingEveryFormat) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/device.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/kernels/block_sum.cuh"
 #include "backend/cuda/kernels/gemv_core.cuh"
@@ -199,6 +200,72 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const fl
     if (set.sumsq) write_sumsq<R>(set, seg, r0, w.rows, ys, red);
 }
 
+// Tall products (one token, one weight, far more rows than the GPU holds warps: lm_head's
+// 200064): a grid of what the GPU holds at once (three blocks per multiprocessor for rows of up
+// to 3072 inputs), each warp walking rows a grid's worth of warps apart with the next row's
+// groups in flight while it dots the current one. The one-row-per-warp kernel above launches a block per 8-16 rows instead
+// (12504 blocks for lm_head): each stages the 12 KB of activations again and loads its weights
+// only once it is resident, so only the first wave's loads start before the dependency wait.
+// lm_head's 653 MB on an H200: 190 us against 222 (docs/PERF.md).
+template <int F, int GPL, int MINB>
+__global__ void __launch_bounds__(kWarps * 32, MINB) gemv_tall_kernel(DevWeight w, float* y, const float* x, bool accumulate) {
+  extern __shared__ float xs[];
+  __shared__ float cbs[16];
+  pdl_launch_dependents();
+  const int lane = threadIdx.x % 32;
+  const int64_t groups = w.cols / 32, stride = int64_t(gridDim.x) * kWarps;
+  const uint64_t pol = l2_policy(true);
+  auto load_row = [&](int64_t r, RawGroup (&dst)[GPL]) {
+#pragma unroll
+    for (int j = 0; j < GPL; ++j)
+      if (lane + 32 * j < groups) dst[j] = load_group<F>(w, r, lane + 32 * j, pol);
+  };
+  int64_t r = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  RawGroup cur[GPL];
+  if (r < w.rows) load_row(r, cur);  // weights only: before the dependency wait
+  stage_codebook(cbs, w);
+  pdl_wait();
+  stage_vectors(xs, x, w.cols, w.cols, 1);
+  __syncthreads();
+  for (; r < w.rows; r += stride) {
+    const bool more = r + stride < w.rows;
+    RawGroup nxt[GPL];
+    if (more) load_row(r + stride, nxt);
+    float acc = 0;
+#pragma unroll
+    for (int j = 0; j < GPL; ++j)
+      if (lane + 32 * j < groups) {
+        float xv[32];
+        load_x32(xs + (lane + 32 * j) * kPadGroup, xv);
+        acc += group_dot<F>(w, r, lane + 32 * j, cur[j], xv, cbs);
+      }
+    acc = warp_sum(acc);
+    if (lane == 0) y[r] = accumulate ? y[r] + acc : acc;
+    if (more) {
+#pragma unroll
+      for (int j = 0; j < GPL; ++j) cur[j] = nxt[j];
+    }
+  }
+}
+
+// The tall kernel's launch: as many blocks as the GPU holds at once.
+template <int F, int GPL, int MINB>
+void launch_tall(const DevWeight& w, float* y, const float* x, bool acc, cudaStream_t s) {
+  auto* k = gemv_tall_kernel<F, GPL, MINB>;
+  const size_t smem = sizeof(float) * size_t(staged_floats(w.cols));
+  if (smem > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  int per_sm = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, kWarps * 32, smem));
+  const int64_t blocks = (w.rows + kWarps - 1) / kWarps;
+  const int grid = int(std::min<int64_t>(blocks, int64_t(std::max(per_sm, 1)) * sm_count()));
+  launch(k, dim3(unsigned(grid)), dim3(kWarps * 32), smem, s, w, y, x, acc);
+}
+
+// MOEQ_GEMV_TALL: 0 never; 1 (default) for products of more than 16 rows per warp of two
+// blocks per multiprocessor (lm_head); 2 for every one-token product of one packed weight whose
+// rows fit (the parity test's setting; read at each call).
+int tall_mode() { return int(env_knob("MOEQ_GEMV_TALL", 1, 0, 2)); }
+
 template <int F, int T, int R, int GPL = 0, bool NORM = false>
 void launch_one(const GemvSet& set, const float* x, bool acc, cudaStream_t s) {
   const size_t smem = sizeof(float) * size_t(staged_floats(set.w[0].cols)) * T;
@@ -238,6 +305,18 @@ bool pass(GemvSet set, const float* x, bool acc, cudaStream_t s, SumSqCounts* co
     set.sq_kb = int(set.start[1] / rpb);
     set.sq_nk = int(k_end - set.sq_kb);
     if (counts) counts->q = set.sq_nq, counts->k = set.sq_nk;
+  }
+  const int tall = T == 1 && set.n == 1 && !set.norm_w && gpl > 0 ? tall_mode() : 0;
+  const bool tall_rows = set.w[0].rows > int64_t(16) * 2 * kWarps * sm_count();
+  if (tall == 2 || (tall != 0 && tall_rows)) {
+    dispatch_format(set.w[0], [&](auto f) {
+      constexpr int F = decltype(f)::value;
+      if constexpr (F >= kQ8) {
+        if (gpl == 3) return launch_tall<F, 3, 3>(set.w[0], set.y[0], x, acc, s);
+        return launch_tall<F, 6, 1>(set.w[0], set.y[0], x, acc, s);
+      }
+    });
+    return true;
   }
   dispatch_format(set.w[0], [&](auto f) {
     constexpr int F = decltype(f)::value;
