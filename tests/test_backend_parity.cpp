@@ -5,7 +5,8 @@
 // Tolerances (relative error ||cuda - cpu|| / ||cpu||), by the arithmetic each path uses:
 //   f32 paths (decode products with <= 16 tokens, norms, RoPE, attention, router): 1e-5
 //     (summation order only; fewer ulps are not promised by either side)
-//   tensor-core paths (> 16 tokens: products on f16-rounded operands, f32 accumulation): 1e-2
+//   tensor-core paths (> 16 tokens: products on f16-rounded operands, f32 accumulation; with
+//     MOEQ_GEMM_CUBLAS=1, from 256 tokens by cuBLAS on a dequantized f16 copy of the weight): 1e-2
 //   the MoE block switches to its tensor-core (grouped) path above 4 tokens
 //   MoE decode of 4-bit integer experts (<= 4 tokens) runs on tensor cores with the activations
 //   rounded to f16 (relative 2^-11 per element, f32 accumulation), twice (w1/w3, then w2): 2e-3
@@ -161,8 +162,9 @@ TEST_F(Parity, LinearEveryFormatDecodeAndPrefillPaths) {
       const QuantizedWeight q = weight(fmt, N, K);
       auto wc = cpu.upload_weight(q);
       auto wg = gpu->upload_weight(q);
-      for (int64_t T : {1, 3, 8, 13, 16, 17, 100}) {
+      for (int64_t T : {1, 3, 8, 13, 16, 17, 100, 300}) {
         if (N * K > 1000000 && T > 1 && T < 16 && T != 8) continue;  // keep the test short
+        if (N * K > 1000000 && T == 300) continue;  // (cuBLAS at these shapes: MOEQ_GEMM_CUBLAS_TOKENS=17)
         auto x = both(test::randn(size_t(T * K), rng), {T, K});
         auto o = poisoned({T, N});
         cpu.linear(x.first, *wc, o.first);

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <tuple>
 
+#include "backend/cuda/cublas_linear.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/dev_weight.h"
 #include "backend/cuda/device.h"
@@ -657,6 +658,7 @@ class CudaBackend final : public Backend {
 
   void run_linear(const DevWeight& w, const float* x, int64_t T, float* y, bool accumulate = false) {
     if (T <= kDecodeTokens) cuda::gemv(w, x, T, y, stream_, accumulate);
+    else if (cuda::CublasLinear::wanted(w, T)) cublas_.run(w, x, T, y, stream_, accumulate);
     else cuda::gemm(w, x, T, y, stream_, accumulate);
   }
 
@@ -905,6 +907,7 @@ class CudaBackend final : public Backend {
 
   int device_;
   cudaStream_t stream_{};
+  cuda::CublasLinear cublas_;  // prefill products of many tokens (cublas_linear.h)
   int sm_count_ = 0;
   std::string name_;
   std::shared_ptr<void> bad_id_;

@@ -1,0 +1,73 @@
+#include "backend/cuda/cublas_linear.h"
+
+#include <cublas_v2.h>
+
+#include <string>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/device.h"
+#include "backend/cuda/kernels.h"
+
+namespace moeq::cuda {
+namespace {
+
+constexpr size_t kMaxWeightBytes = size_t(256) << 20, kWorkspaceBytes = size_t(32) << 20;
+
+void check_cublas(cublasStatus_t st, const char* what) {
+  if (st != CUBLAS_STATUS_SUCCESS)
+    fail_cuda(cudaErrorUnknown, (std::string("cuBLAS: ") + what + ": " + cublasGetStatusString(st)).c_str(), __FILE__,
+              __LINE__);
+}
+
+}  // namespace
+
+CublasLinear::~CublasLinear() {
+  if (handle_) cublasDestroy(static_cast<cublasHandle_t>(handle_));
+  cudaFree(wbuf_);
+  cudaFree(xbuf_);
+  cudaFree(work_);
+}
+
+bool CublasLinear::wanted(const DevWeight& w, int64_t T) {
+  static const bool on = env_knob("MOEQ_GEMM_CUBLAS", 0, 0, 1) != 0;  // off until measured on a device
+  static const int64_t min_tokens = env_knob("MOEQ_GEMM_CUBLAS_TOKENS", 256, 17, int64_t(1) << 30);
+  return on && T >= min_tokens && size_t(w.rows) * size_t(w.cols) * 2 <= kMaxWeightBytes && w.rows < (int64_t(1) << 31) &&
+         w.cols < (int64_t(1) << 31) && T < (int64_t(1) << 31);
+}
+
+void* CublasLinear::grow(void*& buf, size_t& cap, size_t bytes, cudaStream_t s) {
+  if (cap < bytes) {
+    CUDA_CHECK(cudaStreamSynchronize(s));  // kernels in flight may still read the old buffer
+    CUDA_CHECK(cudaFree(buf));
+    buf = nullptr;
+    cap = 0;
+    CUDA_CHECK(cudaMalloc(&buf, bytes));
+    cap = bytes;
+  }
+  return buf;
+}
+
+void CublasLinear::run(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s, bool accumulate) {
+  if (!handle_) {
+    cublasHandle_t h{};
+    check_cublas(cublasCreate(&h), "create");
+    handle_ = h;
+    CUDA_CHECK(cudaMalloc(&work_, kWorkspaceBytes));
+  }
+  auto* h = static_cast<cublasHandle_t>(handle_);
+  void* wf = grow(wbuf_, wcap_, size_t(w.rows) * size_t(w.cols) * 2, s);
+  void* xf = grow(xbuf_, xcap_, size_t(T) * size_t(w.cols) * 2, s);
+  dequant_f16(w, wf, s);
+  to_f16(x, T * w.cols, xf, s);
+  check_cublas(cublasSetStream(h, s), "set stream");
+  check_cublas(cublasSetWorkspace(h, work_, kWorkspaceBytes), "set workspace");
+  // Row-major Y[T][rows] is column-major rows x T: Y = W (rows x cols) times X^T (cols x T), with
+  // the row-major W read as its column-major transpose.
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(w.rows), int(T), int(w.cols), &alpha, wf, CUDA_R_16F,
+                            int(w.cols), xf, CUDA_R_16F, int(w.cols), &beta, y, CUDA_R_32F, int(w.rows),
+                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+               "f16 GEMM");
+}
+
+}  // namespace moeq::cuda

@@ -1,0 +1,54 @@
+// Weights decoded to a dense f16 matrix, and activations rounded to f16: the operands of the
+// prefill products that cuBLAS computes (cublas_linear.cu). The values are those the fused
+// tensor-core pipeline stores in shared memory (decode_group_f16), so both paths multiply the
+// same f16 numbers.
+#include <cuda_fp16.h>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/kernels.h"
+#include "backend/cuda/kernels/gemm_pipe.cuh"
+
+namespace moeq::cuda {
+namespace {
+
+// One thread per (row, 32-input group).
+template <int F>
+__global__ void dequant_f16_kernel(DevWeight w, __half* out) {
+  __shared__ float cbs[16];
+  stage_codebook(cbs, w);
+  __syncthreads();
+  const int64_t groups = w.cols / 32, i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= w.rows * groups) return;
+  const int64_t r = i / groups, g = i % groups;
+  const RawGroup raw = load_group<F>(w, r, g, l2_policy(true));
+  decode_group_f16<F>(w, r, g, raw, cbs, out + r * w.cols + g * 32);
+}
+
+__global__ void to_f16_kernel(const float4* x, int64_t n4, uint2* out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n4) return;
+  const float4 v = x[i];
+  out[i] = make_uint2(pack_f16(v.x, v.y), pack_f16(v.z, v.w));
+}
+
+}  // namespace
+
+void dequant_f16(const DevWeight& w, void* out, cudaStream_t s) {
+  const int64_t n = w.rows * (w.cols / 32);
+  if (n == 0) return;
+  dispatch_format(w, [&](auto f) {
+    dequant_f16_kernel<decltype(f)::value><<<unsigned((n + 255) / 256), 256, 0, s>>>(w, static_cast<__half*>(out));
+  });
+  CUDA_LAUNCH_CHECK();
+}
+
+void to_f16(const float* x, int64_t n, void* out, cudaStream_t s) {
+  if (n % 4 != 0) fail_cuda(cudaErrorInvalidValue, "to_f16: length not a multiple of 4", __FILE__, __LINE__);
+  const int64_t n4 = n / 4;
+  if (n4 == 0) return;
+  to_f16_kernel<<<unsigned((n4 + 255) / 256), 256, 0, s>>>(reinterpret_cast<const float4*>(x), n4,
+                                                           static_cast<uint2*>(out));
+  CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace moeq::cuda
