@@ -203,9 +203,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const fl
 // Tall products (one token, one weight, far more rows than the GPU holds warps: lm_head's
 // 200064): a grid of what the GPU holds at once (two blocks per multiprocessor for rows of up
 // to 3072 inputs), each warp walking rows a grid's worth of warps apart with the next row's
-// groups in flight while it dots the current one. The one-row-per-warp kernel above launches a block per 8-16 rows instead
-// (12504 blocks for lm_head): each stages the 12 KB of activations again and loads its weights
-// only once it is resident, so only the first wave's loads start before the dependency wait.
+// groups in flight while it dots the current one. The kernel above launches a block per 8-16
+// rows instead (12504 blocks for lm_head): each stages the 12 KB of activations again and loads
+// its weights only once it is resident, so only the first wave's loads start before the
+// dependency wait.
 // lm_head's 653 MB alone: 238 us against 244 on an H100, 204 against 222 on an H200; three blocks
 // per multiprocessor measured 190 on the H200 but were not measured on an H100 (docs/PERF.md).
 template <int F, int GPL, int MINB>
