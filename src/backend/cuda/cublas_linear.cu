@@ -31,8 +31,8 @@ CublasLinear::~CublasLinear() {
 bool CublasLinear::wanted(const DevWeight& w, int64_t T) {
   static const bool on = env_knob("MOEQ_GEMM_CUBLAS", 0, 0, 1) != 0;  // off until measured on a device
   static const int64_t min_tokens = env_knob("MOEQ_GEMM_CUBLAS_TOKENS", 256, 17, int64_t(1) << 30);
-  return on && T >= min_tokens && size_t(w.rows) * size_t(w.cols) * 2 <= kMaxWeightBytes && w.rows < (int64_t(1) << 31) &&
-         w.cols < (int64_t(1) << 31) && T < (int64_t(1) << 31);
+  // The size bound also keeps rows and cols within cuBLAS's int dimensions.
+  return on && T >= min_tokens && T < (int64_t(1) << 31) && size_t(w.rows) * size_t(w.cols) * 2 <= kMaxWeightBytes;
 }
 
 void* CublasLinear::grow(void*& buf, size_t& cap, size_t bytes, cudaStream_t s) {

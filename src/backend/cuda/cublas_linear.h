@@ -22,8 +22,8 @@ class CublasLinear {
   ~CublasLinear();
 
   // Whether run() should take T tokens through w: MOEQ_GEMM_CUBLAS=1 (off by default: not yet
-  // measured on a device), at least
-  // MOEQ_GEMM_CUBLAS_TOKENS tokens (default 256), and a dequantized copy of at most 256 MB.
+  // measured on a device), at least MOEQ_GEMM_CUBLAS_TOKENS tokens (default 256), and a
+  // dequantized copy of at most 256 MB.
   static bool wanted(const DevWeight& w, int64_t T);
   // y[T][w.rows] (+)= x[T][w.cols] W^T. Not during stream capture the first time a size is seen
   // (the scratch grows then).
