@@ -2,12 +2,13 @@
 # The GPU machine's whole job in one call (device time is scarce): build for Hopper, run the
 # backend parity tests (with `sanitize`: under compute-sanitizer memcheck and racecheck; SANITIZE_TOOLS
 # and SANITIZE_FILTER narrow it), then the synthetic MiniMax-M2 benchmarks. Logs go to $OUT (or out/).
-#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [ab] [trace] [timeline] [attntl] [tmaissue] [gemvtall] [l2probe] [probe] [chain] [ncu|ncuattn]
+#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [ab] [fulldepth] [trace] [timeline] [attntl] [tmaissue] [gemvtall] [l2probe] [probe] [chain] [ncu|ncuattn]
 #   (default: parity sanitize bench batch). pdloff / nostream: the decode without programmatic
 #   dependent launch / with the register-loading expert kernels, for comparison; trace: per-kernel
 #   timeline of the graph-replayed step (bench/kernel_trace.cpp); timeline: the streaming MoE
 #   kernel's phase stamps per block (TL_AB settings); attntl: the same for the decode attention;
-#   gemvtall: lm_head's product by each GEMV kernel (bench/probes/gemv_tall.cu);
+#   gemvtall: lm_head's product by each GEMV kernel (bench/probes/gemv_tall.cu); fulldepth: all 62
+#   layers (bench --full-depth), prefill without and with cuBLAS;
 #   tmaissue: the streaming ring's rate by
 #   the number of bulk copies per tile (bench/probes/tma_issue.cu); probe: read bandwidth
 #   of the MoE access patterns (bench/probes/read_patterns.cu); l2probe: whether bulk L2
@@ -86,6 +87,16 @@ stamped_runs() {
 [[ $what == *timeline* ]] && stamped_runs MOEQ_MOE_TIMELINE build-tl MOEQ_MOE_STREAM=1 "moe_stream timeline" timeline.log
 # Step stamps of the decode attention and its merge per block.
 [[ $what == *attntl* ]] && stamped_runs MOEQ_ATTN_TIMELINE build-atl MOEQ_ATTN_EARLY=1 "attention timeline" attn-timeline.log
+if [[ $what == *fulldepth* ]]; then
+  # All 62 layers (bench --full-depth: the weight sets that fit, reused cyclically), prefill by the
+  # fused tensor-core GEMM and by cuBLAS (FD_AB overrides the settings).
+  IFS=';' read -ra settings <<< "${FD_AB:-MOEQ_GEMM_CUBLAS=0;MOEQ_GEMM_CUBLAS=1}"
+  for cfg in "${settings[@]}"; do
+    echo "== full depth $cfg"
+    env $cfg build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 128 --full-depth 2>&1 \
+      | tee -a "$out/bench-full-depth.log" | grep -E "layers|prefill|decode|achieved"
+  done
+fi
 if [[ $what == *gemvtall* ]]; then  # lm_head's product by each GEMV kernel against a plain read (bench/probes/gemv_tall.cu)
   timeout 120 build-dev/bench/gemv_tall_probe 2>&1 | tee "$out/gemv-tall.log"
 fi

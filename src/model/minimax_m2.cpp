@@ -1,5 +1,7 @@
 #include "model/minimax_m2.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "io/checkpoint.h"
 
@@ -9,6 +11,8 @@ Model::Model(ModelConfig config, const HostWeights& w, Backend& backend) : cfg_(
   embed_ = be_.upload_weight(w.embed);
   lm_head_ = be_.upload_weight(w.lm_head);
   final_norm_ = be_.upload_f32(w.final_norm);
+  MOEQ_CHECK(int64_t(w.layers.size()) == cfg_.num_layers, "model: {} layers of weights for {} layers", w.layers.size(),
+             cfg_.num_layers);
   for (const HostLayer& hl : w.layers) layers_.push_back(BackendLayer::upload(be_, cfg_, hl));
 }
 
@@ -16,9 +20,11 @@ Model::Model(ModelConfig config, Backend& backend) : cfg_(std::move(config)), be
 
 std::unique_ptr<Model> Model::synthetic(ModelConfig c, Backend& be,
                                         const std::function<std::string(const std::string&)>& format_of,
-                                        uint64_t seed) {
+                                        uint64_t seed, int weight_sets) {
   std::unique_ptr<Model> m(new Model(std::move(c), be));
   const ModelConfig& cfg = m->cfg_;
+  MOEQ_CHECK(weight_sets >= 0, "synthetic model: {} weight sets", weight_sets);
+  const int sets = weight_sets == 0 ? cfg.num_layers : std::min(weight_sets, cfg.num_layers);
   const int64_t H = cfg.hidden_size;
   auto ones = [&](int64_t n) {
     HostArray a = HostArray::owned(DType::F32, {n});
@@ -29,7 +35,7 @@ std::unique_ptr<Model> Model::synthetic(ModelConfig c, Backend& be,
   m->embed_ = be.synthetic_weight(format_of(kEmbedModule), cfg.vocab_size, H, s++);
   m->lm_head_ = be.synthetic_weight(format_of(kLmHeadModule), cfg.vocab_size, H, s++);
   m->final_norm_ = ones(H);
-  for (int l = 0; l < cfg.num_layers; ++l) {
+  for (int l = 0; l < sets; ++l) {
     BackendLayer L;
     L.input_norm = ones(H);
     L.post_norm = ones(H);
@@ -138,7 +144,7 @@ void Model::compute(int64_t T, int64_t R, bool all_rows, KVCache& kv) {
   // steps per layer where a backend fuses them.
   const int n = cfg_.num_layers;
   for (int l = 0; l < n; ++l) {
-    const BackendLayer& L = layers_[size_t(l)];
+    const BackendLayer& L = layers_[size_t(l) % layers_.size()];  // fewer sets: synthetic() above
     attention_block(be_, cfg_, L, h, pos, slot, kv, l, s, nullptr, false);
     moe_block(be_, cfg_, L, h, s);
     if (on_hidden) on_hidden(l + 1, h);

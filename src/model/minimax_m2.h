@@ -22,9 +22,15 @@ class Model {
   // Reads DIR/config.json and the checkpoint, validates every tensor, uploads to the backend.
   static std::unique_ptr<Model> load(const std::filesystem::path& dir, Backend& backend);
   // Random weights made on the backend in the formats `format_of(module name)` gives (benchmarks).
+  // With 0 < weight_sets < config.num_layers, only that many layers' weights are made and layer l
+  // runs on set l % weight_sets: the full depth's work on a device too small for all its weights
+  // (a MiniMax-M2 layer's bytes are far larger than any L2, so a reused set is read from DRAM
+  // again, as a distinct one would be).
   static std::unique_ptr<Model> synthetic(ModelConfig config, Backend& backend,
                                           const std::function<std::string(const std::string&)>& format_of,
-                                          uint64_t seed = 1);
+                                          uint64_t seed = 1, int weight_sets = 0);
+  // Distinct layer weights held (num_layers unless made with fewer weight sets).
+  int weight_sets() const { return int(layers_.size()); }
 
   const ModelConfig& config() const { return cfg_; }
   Backend& backend() const { return be_; }
