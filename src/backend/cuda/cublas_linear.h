@@ -1,5 +1,7 @@
 // Prefill products of many tokens by cuBLAS: the weight decoded to a dense f16 copy in scratch
-// (dequant_f16), the activations rounded to f16, one f16 GEMM with f32 accumulation. Past a few
+// (dequant_f16), the activations rounded to f16, one f16 GEMM with f32 accumulation; for the
+// router, whose logits choose the experts, an f32 copy and an f32 GEMM (no tensor cores, no
+// TF32), in place of gemm_f32's simple tiles. Past a few
 // hundred tokens the product is bound by the tensor cores, and cuBLAS keeps them busier than the
 // fused pipeline of gemm_pipe.cuh (mma.sync, two stages), which stays the path for fewer tokens
 // (where decoding in the product saves the extra pass over the weight) and for weights too large
@@ -29,8 +31,14 @@ class CublasLinear {
   // (the scratch grows then).
   void run(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s, bool accumulate);
 
+  // The same for the f32 product: the same knobs, and an f32 copy of at most 256 MB.
+  static bool wanted_f32(const DevWeight& w, int64_t T);
+  // y[T][w.rows] = x[T][w.cols] W^T in f32.
+  void run_f32(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s);
+
  private:
   void* grow(void*& buf, size_t& cap, size_t bytes, cudaStream_t s);
+  void* handle(cudaStream_t s);  // created on first use, bound to s and the workspace
   void* handle_ = nullptr;  // cublasHandle_t
   void *wbuf_ = nullptr, *xbuf_ = nullptr, *work_ = nullptr;
   size_t wcap_ = 0, xcap_ = 0;

@@ -478,6 +478,7 @@ class CudaBackend final : public Backend {
     // could change which experts are chosen. The gate is small; its reads stay cheap.
     route(T, gate, bias, top_k, ids, weights, [&](const DevWeight& g, float* logits) {
       if (T <= kDecodeTokens) cuda::gemv(g, x.as<float>(), T, logits, stream_);
+      else if (cuda::CublasLinear::wanted_f32(g, T)) cublas_.run_f32(g, x.as<float>(), T, logits, stream_);
       else cuda::gemm_f32(g, x.as<float>(), T, logits, stream_);
     });
   }

@@ -62,9 +62,11 @@ void gemm_f32(const DevWeight& w, const float* x, int64_t T, float* y, cudaStrea
 
 // ---- gemm.cu: tensor-core matrix products on dequantized tiles (prefill) ----
 void gemm(const DevWeight& w, const float* x, int64_t T, float* y, cudaStream_t s, bool accumulate = false);
-// ---- dequant_f16.cu: operands for cuBLAS (cublas_linear.h) ----
+// ---- dequant_dense.cu: operands for cuBLAS (cublas_linear.h) ----
 // out (f16 [w.rows][w.cols]) = the weight's values, rounded to f16 as the fused pipeline stores them.
 void dequant_f16(const DevWeight& w, void* out, cudaStream_t s);
+// out (f32 [w.rows][w.cols]) = the weight's values (dequant32, as gemm_f32 uses them).
+void dequant_f32(const DevWeight& w, float* out, cudaStream_t s);
 // out (f16 [n]) = x rounded to f16; n a multiple of 4.
 void to_f16(const float* x, int64_t n, void* out, cudaStream_t s);
 

@@ -1,10 +1,11 @@
-// Weights decoded to a dense f16 matrix, and activations rounded to f16: the operands of the
-// prefill products that cuBLAS computes (cublas_linear.cu). The values are those the fused
+// Weights decoded to a dense f16 or f32 matrix, and activations rounded to f16: the operands of
+// the prefill products that cuBLAS computes (cublas_linear.cu). The f16 values are those the fused
 // tensor-core pipeline stores in shared memory (decode_group_f16), so both paths multiply the
-// same f16 numbers.
+// same f16 numbers; the f32 ones those of dequant32, as the router's f32 product (gemm_f32.cu).
 #include <cuda_fp16.h>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/formats.cuh"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/kernels/gemm_pipe.cuh"
 
@@ -24,6 +25,19 @@ __global__ void dequant_f16_kernel(DevWeight w, __half* out) {
   decode_group_f16<F>(w, r, g, raw, cbs, out + r * w.cols + g * 32);
 }
 
+// One thread per (row, 32-input group).
+template <int F>
+__global__ void dequant_f32_kernel(DevWeight w, float4* out) {
+  const int64_t groups = w.cols / 32, i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= w.rows * groups) return;
+  const int64_t r = i / groups, g = i % groups;
+  float v[32];
+  dequant32<F>(w, r, g, v);
+  float4* o = out + (r * w.cols + g * 32) / 4;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) o[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+}
+
 __global__ void to_f16_kernel(const float4* x, int64_t n4, uint2* out) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n4) return;
@@ -38,6 +52,15 @@ void dequant_f16(const DevWeight& w, void* out, cudaStream_t s) {
   if (n == 0) return;
   dispatch_format(w, [&](auto f) {
     dequant_f16_kernel<decltype(f)::value><<<unsigned((n + 255) / 256), 256, 0, s>>>(w, static_cast<__half*>(out));
+  });
+  CUDA_LAUNCH_CHECK();
+}
+
+void dequant_f32(const DevWeight& w, float* out, cudaStream_t s) {
+  const int64_t n = w.rows * (w.cols / 32);
+  if (n == 0) return;
+  dispatch_format(w, [&](auto f) {
+    dequant_f32_kernel<decltype(f)::value><<<unsigned((n + 255) / 256), 256, 0, s>>>(w, reinterpret_cast<float4*>(out));
   });
   CUDA_LAUNCH_CHECK();
 }
