@@ -180,25 +180,33 @@ TEST_F(Parity, LinearEveryFormatDecodeAndPrefillPaths) {
 // (MOEQ_GEMV_TALL=2), plus one q8 weight tall enough that the default picks it.
 TEST_F(Parity, LinearTallKernelOneToken) {
   struct Restore {
-    ~Restore() { unsetenv("MOEQ_GEMV_TALL"); }
+    ~Restore() {
+      unsetenv("MOEQ_GEMV_TALL");
+      unsetenv("MOEQ_GEMV_TALL_BLOCKS");
+    }
   } restore;
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{1536, 3072}, {3072, 1536}, {97, 256}, {1000, 6144}};
   setenv("MOEQ_GEMV_TALL", "2", 1);
-  for (const auto& fmt : kFormats) {
-    if (fmt == "f32" || fmt == "bf16" || fmt == "fp8_b128") continue;  // not packed: never tall
-    for (auto [N, K] : shapes) {
-      if (fmt.ends_with("g128") && K % 128) continue;
-      const QuantizedWeight q = weight(fmt, N, K);
-      auto wc = cpu.upload_weight(q);
-      auto wg = gpu->upload_weight(q);
-      auto x = both(test::randn(size_t(K), rng), {1, K});
-      auto o = poisoned({1, N});
-      cpu.linear(x.first, *wc, o.first);
-      gpu->linear(x.second, *wg, o.second);
-      EXPECT_LT(compare(o.first, o.second), kF32Tol) << "MOEQ_GEMV_TALL=2 " << fmt << " " << N << "x" << K;
+  for (const char* blocks : {"2", "3"}) {  // MOEQ_GEMV_TALL_BLOCKS: the default and the variant
+    setenv("MOEQ_GEMV_TALL_BLOCKS", blocks, 1);
+    for (const auto& fmt : kFormats) {
+      if (fmt == "f32" || fmt == "bf16" || fmt == "fp8_b128") continue;  // not packed: never tall
+      for (auto [N, K] : shapes) {
+        if (fmt.ends_with("g128") && K % 128) continue;
+        const QuantizedWeight q = weight(fmt, N, K);
+        auto wc = cpu.upload_weight(q);
+        auto wg = gpu->upload_weight(q);
+        auto x = both(test::randn(size_t(K), rng), {1, K});
+        auto o = poisoned({1, N});
+        cpu.linear(x.first, *wc, o.first);
+        gpu->linear(x.second, *wg, o.second);
+        EXPECT_LT(compare(o.first, o.second), kF32Tol)
+            << "MOEQ_GEMV_TALL=2 MOEQ_GEMV_TALL_BLOCKS=" << blocks << " " << fmt << " " << N << "x" << K;
+      }
     }
   }
   unsetenv("MOEQ_GEMV_TALL");
+  unsetenv("MOEQ_GEMV_TALL_BLOCKS");
   const QuantizedWeight q = weight("q8_g32", 40000, 3072);  // > 16 rows per warp of two blocks per SM (132 SMs)
   auto wc = cpu.upload_weight(q);
   auto wg = gpu->upload_weight(q);

@@ -208,8 +208,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvSet set, const fl
 // its weights only once it is resident, so only the first wave's loads start before the
 // dependency wait.
 // lm_head's 653 MB alone: 238 us against 244 on an H100, 204 against 222 on an H200; three blocks
-// per multiprocessor measured 190 on the H200 but were not measured on an H100 (docs/PERF.md).
+// per multiprocessor measured 190 on the H200 but were not measured on an H100 (docs/PERF.md), so
+// MOEQ_GEMV_TALL_BLOCKS=3 selects them for a comparison (read at each call, as MOEQ_GEMV_TALL).
 constexpr int kTallBlocksPerSm = 2;  // for rows of up to 3 groups a lane (register bound)
+int tall_blocks_per_sm() { return int(env_knob("MOEQ_GEMV_TALL_BLOCKS", kTallBlocksPerSm, 2, 3)); }
 
 template <int F, int GPL, int MINB>
 __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_tall_kernel(DevWeight w, float* y, const float* x, bool accumulate) {
@@ -311,11 +313,13 @@ bool pass(GemvSet set, const float* x, bool acc, cudaStream_t s, SumSqCounts* co
     if (counts) counts->q = set.sq_nq, counts->k = set.sq_nk;
   }
   const int tall = T == 1 && set.n == 1 && !set.norm_w && gpl > 0 ? tall_mode() : 0;
-  const bool tall_rows = set.w[0].rows > int64_t(16) * kTallBlocksPerSm * kWarps * sm_count();
+  const int tall_blocks = tall_blocks_per_sm();
+  const bool tall_rows = set.w[0].rows > int64_t(16) * tall_blocks * kWarps * sm_count();
   if (tall == 2 || (tall != 0 && tall_rows)) {
     dispatch_format(set.w[0], [&](auto f) {
       constexpr int F = decltype(f)::value;
       if constexpr (F >= kQ8) {
+        if (gpl == 3 && tall_blocks == 3) return launch_tall<F, 3, 3>(set.w[0], set.y[0], x, acc, s);
         if (gpl == 3) return launch_tall<F, 3, kTallBlocksPerSm>(set.w[0], set.y[0], x, acc, s);
         return launch_tall<F, 6, 1>(set.w[0], set.y[0], x, acc, s);
       }
