@@ -32,6 +32,9 @@ export LD_LIBRARY_PATH=/tmp/moeq-deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/gpu.txt"
 if [[ $what == *parity* ]]; then
   timeout 300 build-dev/tests/test_backend_parity 2>&1 | tee "$out/parity.log" | grep -E "FAILED|PASSED|error|relative" | head -20
+  # The dense prefill products again on the fused pipeline (cuBLAS takes them by default).
+  MOEQ_GEMM_CUBLAS=0 timeout 120 build-dev/tests/test_backend_parity --gtest_filter='Parity.Linear*:Parity.Router*:Parity.TinyModel*' \
+    2>&1 | tee "$out/parity-fused.log" | grep -E "FAILED|PASSED|error" | head -10
 fi
 if [[ $what == *sanitize* ]]; then
   # The sanitizers slow kernels down 10-100x; SANITIZE_FILTER narrows the set if needed.

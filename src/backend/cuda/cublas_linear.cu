@@ -21,7 +21,7 @@ void check_cublas(cublasStatus_t st, const char* what) {
 
 // MOEQ_GEMM_CUBLAS and MOEQ_GEMM_CUBLAS_TOKENS, and a dense copy of `bytes` per weight.
 bool wanted_for(const DevWeight& w, int64_t T, size_t bytes) {
-  static const bool on = env_knob("MOEQ_GEMM_CUBLAS", 0, 0, 1) != 0;  // off until measured on a device
+  static const bool on = env_knob("MOEQ_GEMM_CUBLAS", 1, 0, 1) != 0;
   static const int64_t min_tokens = env_knob("MOEQ_GEMM_CUBLAS_TOKENS", 256, 17, int64_t(1) << 30);
   // The size bound also keeps rows and cols within cuBLAS's int dimensions.
   return on && T >= min_tokens && T < (int64_t(1) << 31) && size_t(w.rows) * size_t(w.cols) * bytes <= kMaxWeightBytes;
