@@ -609,3 +609,33 @@ TEST_F(Parity, TinyModelLogitsAndGreedy) {
     EXPECT_EQ(out, std::vector<int32_t>(expect.as<int32_t>(), expect.as<int32_t>() + 32)) << "prefill chunk " << chunk;
   }
 }
+
+// Pipelined greedy decoding on the device (Model::argmax_feed / forward_fed: each step queued on
+// the tokens the previous one left on the device, through CUDA graphs, the host reading the
+// tokens a step behind) gives the reference's 32 tokens.
+TEST_F(Parity, TinyModelPipelinedGreedy) {
+  auto mg = Model::load(test::tiny_model_dir(), *gpu);
+  const auto golden = io::SafetensorsFile::open(test::tiny_model_dir() / "golden.safetensors");
+  const HostArray prompt = golden.get("greedy_prompt"), expect = golden.get("greedy_output");
+  KVCache kg = mg->make_cache(1, 64);
+  std::vector<int32_t> pos(32), slots(32, 0);
+  std::iota(pos.begin(), pos.end(), 0);
+  const int32_t last = 31, z = 0;
+  mg->forward(std::span<const int32_t>(prompt.as<int32_t>(), 32), pos, slots, std::span<const int32_t>(&last, 1), kg);
+  std::vector<int32_t> out = {mg->argmax_last()[0]};
+  int32_t p = 32;
+  mg->forward(std::span<const int32_t>(&out[0], 1), std::span<const int32_t>(&p, 1), std::span<const int32_t>(&z, 1),
+              std::span<const int32_t>(&z, 1), kg);
+  Model::PendingTokens pending = mg->argmax_feed();
+  while (out.size() < 32) {
+    Model::PendingTokens after;
+    if (out.size() + 1 < 32) {
+      ++p;
+      mg->forward_fed(std::span<const int32_t>(&p, 1), std::span<const int32_t>(&z, 1), kg);
+      after = mg->argmax_feed();
+    }
+    out.push_back(mg->tokens(pending)[0]);
+    pending = after;
+  }
+  EXPECT_EQ(out, std::vector<int32_t>(expect.as<int32_t>(), expect.as<int32_t>() + 32));
+}

@@ -1,5 +1,7 @@
 #include "backend/backend.h"
 
+#include <algorithm>
+
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "quant/formats/synthetic.h"
@@ -23,6 +25,21 @@ Tensor Backend::upload_f32(const HostArray& a) {
   Tensor t = alloc(DType::F32, a.shape);
   to_device(t, tmp.data());
   return t;
+}
+
+uint64_t Backend::start_to_host(const Tensor& src) {
+  MOEQ_CHECK(host_copies_.size() < 8, "more than 8 copies to the host left unfinished");
+  std::vector<char> bytes(src.nbytes());
+  to_host(bytes.data(), src);
+  host_copies_[next_ticket_] = std::move(bytes);
+  return next_ticket_++;
+}
+
+void Backend::finish_to_host(uint64_t ticket, void* host_dst) {
+  const auto it = host_copies_.find(ticket);
+  MOEQ_CHECK(it != host_copies_.end(), "no unfinished copy to the host has ticket {}", ticket);
+  std::copy(it->second.begin(), it->second.end(), static_cast<char*>(host_dst));
+  host_copies_.erase(it);
 }
 
 std::vector<float> Backend::download_f32(const Tensor& t) {

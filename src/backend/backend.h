@@ -3,6 +3,8 @@
 // Every op has a CPU reference (backend/cpu) and a parity test for every other backend.
 // Tensors are handles to backend memory: outputs are passed as `const Tensor&` and written through.
 #pragma once
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -59,6 +61,13 @@ class Backend {
   // K and V caches [layers][slots][ctx][kv_dim], f32, from alloc().
   virtual KVCache alloc_kv(int layers, int slots, int ctx, int kv_dim);
   virtual void synchronize() {}
+  // A copy to the host that need not wait for work queued after it: start_to_host queues a copy
+  // of src and returns a ticket; finish_to_host(ticket, dst) waits for that copy only and fills
+  // dst with src.nbytes() bytes (pipelined decoding: the next step is queued before this one's
+  // tokens are read). Tickets are finished in any order, at most 8 unfinished at a time. The
+  // default copies at start.
+  virtual uint64_t start_to_host(const Tensor& src);
+  virtual void finish_to_host(uint64_t ticket, void* host_dst);
 
   Tensor upload(const HostArray& a);      // same dtype and shape
   Tensor upload_f32(const HostArray& a);  // any float dtype, widened to F32
@@ -152,6 +161,10 @@ class Backend {
   // ---- per-op timing (benchmarks): seconds spent in each op since profiling was switched on ----
   virtual void set_profiling(bool /*on*/) {}
   virtual std::vector<std::pair<std::string, double>> profile() { return {}; }
+
+ private:
+  std::map<uint64_t, std::vector<char>> host_copies_;  // the default start_to_host's finished copies
+  uint64_t next_ticket_ = 1;
 };
 
 // "cpu", "cuda" or "auto" (cuda when a device is present and moeq was built with CUDA).

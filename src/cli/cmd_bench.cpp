@@ -26,7 +26,7 @@ using clk = std::chrono::steady_clock;
 struct BenchArgs {
   std::string synthetic = "minimax-m2", preset = "mq4", recipe;
   int layers = 0, prompt = 2048, gen = 128, batch = 1;
-  bool no_graphs = false, profile = false, json = false, full_depth = false;
+  bool no_graphs = false, profile = false, json = false, full_depth = false, sync_steps = false;
   RuntimeOptions rt;
 };
 
@@ -159,7 +159,26 @@ int run_bench(const BenchArgs& a) {
   step(a.prompt);  // eager
   step(a.prompt + 1);  // captured (graphs)
   t0 = clk::now();
-  for (int i = 0; i < a.gen; ++i) step(a.prompt + 2 + i);
+  if (a.sync_steps) {
+    for (int i = 0; i < a.gen; ++i) step(a.prompt + 2 + i);
+  } else {
+    // Pipelined, as a server decodes: step i + 1 runs on step i's tokens where the device left
+    // them, queued before the host reads them (Model::argmax_feed), so the device never waits for
+    // the host between steps.
+    std::fill(dpos.begin(), dpos.end(), a.prompt + 2);
+    model->forward(next, dpos, dslots, rows, kv);
+    Model::PendingTokens pending = model->argmax_feed();
+    for (int i = 0; i < a.gen; ++i) {
+      Model::PendingTokens after;
+      if (i + 1 < a.gen) {
+        std::fill(dpos.begin(), dpos.end(), a.prompt + 3 + i);
+        model->forward_fed(dpos, dslots, kv);
+        after = model->argmax_feed();
+      }
+      next = model->tokens(pending);
+      pending = after;
+    }
+  }
   const double decode_s = since(t0);
 
   const double step_s = decode_s / a.gen;
@@ -243,6 +262,9 @@ void add_bench(CLI::App& app, Action& action) {
   cmd->add_option("--gen", a->gen, "decode steps")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--batch", a->batch, "sequences decoded together")->check(CLI::Range(1, 4096));
   cmd->add_flag("--no-graphs", a->no_graphs, "launch kernels one by one instead of replaying CUDA graphs");
+  cmd->add_flag("--sync-steps", a->sync_steps,
+                "read each decode step's tokens before queueing the next (default: the next step is queued "
+                "first, on the tokens left on the device)");
   cmd->add_flag("--profile", a->profile, "per-op time of one decode step");
   cmd->add_flag("--json", a->json, "end with one JSON line of the figures");
   a->rt.add_to(*cmd);

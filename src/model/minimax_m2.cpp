@@ -105,11 +105,41 @@ const Tensor& Model::forward(std::span<const int32_t> ids, std::span<const int32
   for (int32_t r : logit_rows) MOEQ_CHECK(r >= 0 && r < T, "logit row {} outside the batch of {}", r, T);
   reserve(T, R);
   be_.to_device(buf_.ids.view_rows(0, T), ids.data());
-  be_.to_device(buf_.pos.view_rows(0, T), positions.data());
-  be_.to_device(buf_.slots.view_rows(0, T), slots.data());
   bool all_rows = R == T;
   for (int64_t i = 0; all_rows && i < R; ++i) all_rows = logit_rows[size_t(i)] == i;
   if (!all_rows) be_.to_device(buf_.rows.view_rows(0, R), logit_rows.data());
+  return run(T, R, all_rows, positions, slots, kv);
+}
+
+Model::PendingTokens Model::argmax_feed() {
+  const int64_t R = logits_view_.rows();
+  MOEQ_CHECK(R > 0 && last_all_rows_, "argmax_feed: the last forward must have logits for every token");
+  const Tensor ids = buf_.ids.view_rows(0, R);
+  be_.argmax(logits_view_, ids);
+  fed_ = R;
+  return {be_.start_to_host(ids), R};
+}
+
+const Tensor& Model::forward_fed(std::span<const int32_t> positions, std::span<const int32_t> slots, KVCache& kv) {
+  const int64_t T = int64_t(positions.size());
+  MOEQ_CHECK(fed_ > 0 && T == fed_ && slots.size() == positions.size(),
+             "forward_fed: {} positions and {} slots for the {} tokens argmax_feed left on the device", T,
+             slots.size(), fed_);
+  return run(T, T, true, positions, slots, kv);
+}
+
+std::vector<int32_t> Model::tokens(const PendingTokens& p) {
+  std::vector<int32_t> out(static_cast<size_t>(p.count));
+  be_.finish_to_host(p.ticket, out.data());
+  return out;
+}
+
+const Tensor& Model::run(int64_t T, int64_t R, bool all_rows, std::span<const int32_t> positions,
+                         std::span<const int32_t> slots, KVCache& kv) {
+  fed_ = 0;  // buf_.ids is this step's input until the next argmax_feed
+  last_all_rows_ = all_rows;
+  be_.to_device(buf_.pos.view_rows(0, T), positions.data());
+  be_.to_device(buf_.slots.view_rows(0, T), slots.data());
   logits_view_ = buf_.logits.view_rows(0, R);
 
   // CUDA graphs: eager the first time a shape is seen, captured the second, replayed after.

@@ -47,6 +47,18 @@ class Model {
   // Greedy next tokens for the rows of the last forward's logits, chosen on the backend.
   std::vector<int32_t> argmax_last();
 
+  // Pipelined greedy decoding: argmax_feed() chooses the next tokens of the last forward (which
+  // must have logits for every token) into the model's device-side input and starts their copy
+  // to the host; forward_fed() runs the next step on them, so it can be queued before tokens()
+  // has waited for them, and the device does not idle while the host reads each step's tokens.
+  struct PendingTokens {
+    uint64_t ticket = 0;
+    int64_t count = 0;
+  };
+  PendingTokens argmax_feed();
+  const Tensor& forward_fed(std::span<const int32_t> positions, std::span<const int32_t> slots, KVCache& kv);
+  std::vector<int32_t> tokens(const PendingTokens& p);
+
   // CUDA graphs for small batches (up to kGraphTokens tokens with logits for every row): the first
   // forward of a shape runs eagerly (sizing scratch memory), the second is captured, later ones
   // replay the graph. On by default where the backend supports graphs; off while on_hidden is set.
@@ -61,6 +73,9 @@ class Model {
   explicit Model(ModelConfig config, Backend& backend);
   // The forward once ids, positions and slots are on the device (and rows, unless all_rows).
   void compute(int64_t T, int64_t R, bool all_rows, KVCache& kv);
+  // Positions and slots up, then the step (graph replay or compute) on the ids already in buf_.
+  const Tensor& run(int64_t T, int64_t R, bool all_rows, std::span<const int32_t> positions,
+                    std::span<const int32_t> slots, KVCache& kv);
   struct Buffers {  // activations, sized for the largest batch seen so far
     int64_t tokens = 0, logit_rows = 0;
     Tensor ids, pos, slots, rows, h, sel, logits;
@@ -76,6 +91,8 @@ class Model {
   Buffers buf_;
   Tensor logits_view_;
   Tensor argmax_ids_;
+  int64_t fed_ = 0;             // tokens argmax_feed left in buf_.ids for forward_fed (0: none)
+  bool last_all_rows_ = false;  // the last forward had logits for every token
   bool graphs_ = true;
   struct GraphKey {
     int64_t tokens;

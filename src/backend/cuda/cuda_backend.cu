@@ -15,6 +15,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/dev_weight.h"
 #include "backend/cuda/device.h"
+#include "backend/cuda/host_copies.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/panels.h"
 #include "core/error.h"
@@ -218,9 +219,25 @@ class CudaBackend final : public Backend {
     return Tensor(std::move(mem), p, dtype, std::move(shape), this);
   }
 
+  // Small uploads through pinned slots (host_copies.h): queued without waiting for the stream.
   void to_device(const Tensor& dst, const void* src) override {
-    if (dst.nbytes()) CUDA_CHECK(cudaMemcpyAsync(dst.data(), src, dst.nbytes(), cudaMemcpyHostToDevice, stream_));
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
+    if (capturing == cudaStreamCaptureStatusNone) host_copies_.upload(dst.data(), src, dst.nbytes(), stream_);
+    else if (dst.nbytes()) CUDA_CHECK(cudaMemcpyAsync(dst.data(), src, dst.nbytes(), cudaMemcpyHostToDevice, stream_));
     attended_.clear();  // every kernel before the copy has finished when the next one starts
+  }
+
+  // With the bad-id flag, as synchronize() checks it.
+  uint64_t start_to_host(const Tensor& src) override {
+    return host_copies_.start_download(src.data(), src.nbytes(), static_cast<const int32_t*>(bad_id_.get()), stream_);
+  }
+  void finish_to_host(uint64_t ticket, void* dst) override {
+    const int32_t bad = host_copies_.finish_download(ticket, dst);
+    if (bad != -1) {
+      CUDA_CHECK(cudaMemset(bad_id_.get(), 0xff, sizeof(int32_t)));
+      fail("token id {} outside the embedding table", bad);
+    }
   }
 
   // Through pinned memory with the bad-id flag in the same wait (pinned_sync), so that a decode
@@ -909,6 +926,7 @@ class CudaBackend final : public Backend {
   int device_;
   cudaStream_t stream_{};
   cuda::CublasLinear cublas_;  // prefill products of many tokens (cublas_linear.h)
+  cuda::HostCopies host_copies_;  // uploads and pipelined downloads (host_copies.h)
   int sm_count_ = 0;
   std::string name_;
   std::shared_ptr<void> bad_id_;
