@@ -2,13 +2,14 @@
 # The GPU machine's whole job in one call (device time is scarce): build for Hopper, run the
 # backend parity tests (with `sanitize`: under compute-sanitizer memcheck and racecheck; SANITIZE_TOOLS
 # and SANITIZE_FILTER narrow it), then the synthetic MiniMax-M2 benchmarks. Logs go to $OUT (or out/).
-#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [ab] [fulldepth] [trace] [timeline] [attntl] [tmaissue] [gemvtall] [l2probe] [probe] [chain] [ncu|ncuattn]
+#   bash bench/device_all.sh [parity] [sanitize] [bench] [pdloff] [nostream] [batch] [ab] [stepsync] [fulldepth] [trace] [timeline] [attntl] [tmaissue] [gemvtall] [l2probe] [probe] [chain] [ncu|ncuattn]
 #   (default: parity sanitize bench batch). pdloff / nostream: the decode without programmatic
 #   dependent launch / with the register-loading expert kernels, for comparison; trace: per-kernel
 #   timeline of the graph-replayed step (bench/kernel_trace.cpp); timeline: the streaming MoE
 #   kernel's phase stamps per block (TL_AB settings); attntl: the same for the decode attention;
 #   gemvtall: lm_head's product by each GEMV kernel (bench/probes/gemv_tall.cu); fulldepth: all 62
-#   layers (bench --full-depth), prefill without and with cuBLAS;
+#   layers (bench --full-depth), prefill without and with cuBLAS; stepsync: the decode pipelined
+#   and with --sync-steps, alternating;
 #   tmaissue: the streaming ring's rate by
 #   the number of bulk copies per tile (bench/probes/tma_issue.cu); probe: read bandwidth
 #   of the MoE access patterns (bench/probes/read_patterns.cu); l2probe: whether bulk L2
@@ -90,6 +91,17 @@ stamped_runs() {
 [[ $what == *timeline* ]] && stamped_runs MOEQ_MOE_TIMELINE build-tl MOEQ_MOE_STREAM=1 "moe_stream timeline" timeline.log
 # Step stamps of the decode attention and its merge per block.
 [[ $what == *attntl* ]] && stamped_runs MOEQ_ATTN_TIMELINE build-atl MOEQ_ATTN_EARLY=1 "attention timeline" attn-timeline.log
+if [[ $what == *stepsync* ]]; then
+  # The decode pipelined (default) and with each step's tokens read before the next is queued
+  # (--sync-steps), alternating, STEPSYNC_PAIRS times (default 3).
+  for ((i = 0; i < ${STEPSYNC_PAIRS:-3}; ++i)); do
+    for flag in "" --sync-steps; do
+      echo "== decode ${flag:-pipelined}"
+      build-dev/moeq bench --synthetic minimax-m2 --preset mq4 --prompt 2048 --gen 128 $flag 2>&1 \
+        | tee -a "$out/stepsync.log" | grep -E "decode:|achieved"
+    done
+  done
+fi
 if [[ $what == *fulldepth* ]]; then
   # All 62 layers (bench --full-depth: the weight sets that fit, reused cyclically), prefill by the
   # fused tensor-core GEMM and by cuBLAS (FD_AB overrides the settings).
