@@ -45,24 +45,27 @@ __global__ void to_f16_kernel(const float4* x, int64_t n4, uint2* out) {
   out[i] = make_uint2(pack_f16(v.x, v.y), pack_f16(v.z, v.w));
 }
 
-}  // namespace
-
-void dequant_f16(const DevWeight& w, void* out, cudaStream_t s) {
+// launch(format tag, grid) for a kernel of 256 threads per block, a thread per (row, 32-input group).
+template <typename Launch>
+void launch_per_group(const DevWeight& w, Launch&& launch) {
   const int64_t n = w.rows * (w.cols / 32);
   if (n == 0) return;
-  dispatch_format(w, [&](auto f) {
-    dequant_f16_kernel<decltype(f)::value><<<unsigned((n + 255) / 256), 256, 0, s>>>(w, static_cast<__half*>(out));
-  });
+  dispatch_format(w, [&](auto f) { launch(f, dim3(unsigned((n + 255) / 256))); });
   CUDA_LAUNCH_CHECK();
 }
 
-void dequant_f32(const DevWeight& w, float* out, cudaStream_t s) {
-  const int64_t n = w.rows * (w.cols / 32);
-  if (n == 0) return;
-  dispatch_format(w, [&](auto f) {
-    dequant_f32_kernel<decltype(f)::value><<<unsigned((n + 255) / 256), 256, 0, s>>>(w, reinterpret_cast<float4*>(out));
+}  // namespace
+
+void dequant_f16(const DevWeight& w, void* out, cudaStream_t s) {
+  launch_per_group(w, [&](auto f, dim3 grid) {
+    dequant_f16_kernel<decltype(f)::value><<<grid, 256, 0, s>>>(w, static_cast<__half*>(out));
   });
-  CUDA_LAUNCH_CHECK();
+}
+
+void dequant_f32(const DevWeight& w, float* out, cudaStream_t s) {
+  launch_per_group(w, [&](auto f, dim3 grid) {
+    dequant_f32_kernel<decltype(f)::value><<<grid, 256, 0, s>>>(w, reinterpret_cast<float4*>(out));
+  });
 }
 
 void to_f16(const float* x, int64_t n, void* out, cudaStream_t s) {
