@@ -233,11 +233,7 @@ class CudaBackend final : public Backend {
     return host_copies_.start_download(src.data(), src.nbytes(), static_cast<const int32_t*>(bad_id_.get()), stream_);
   }
   void finish_to_host(uint64_t ticket, void* dst) override {
-    const int32_t bad = host_copies_.finish_download(ticket, dst);
-    if (bad != -1) {
-      CUDA_CHECK(cudaMemset(bad_id_.get(), 0xff, sizeof(int32_t)));
-      fail("token id {} outside the embedding table", bad);
-    }
+    fail_on_bad_id(host_copies_.finish_download(ticket, dst));
   }
 
   // Through pinned memory with the bad-id flag in the same wait (pinned_sync), so that a decode
@@ -267,10 +263,14 @@ class CudaBackend final : public Backend {
       CUDA_CHECK(cudaStreamSynchronize(stream_));
       CUDA_CHECK(cudaMemcpy(&bad, bad_id_.get(), sizeof bad, cudaMemcpyDeviceToHost));
     }
-    if (bad != -1) {
-      CUDA_CHECK(cudaMemset(bad_id_.get(), 0xff, sizeof(int32_t)));
-      fail("token id {} outside the embedding table", bad);
-    }
+    fail_on_bad_id(bad);
+  }
+
+  // The embedding's out-of-range flag as read back (-1: none): cleared for the next op, then the error.
+  void fail_on_bad_id(int32_t bad) {
+    if (bad == -1) return;
+    CUDA_CHECK(cudaMemset(bad_id_.get(), 0xff, sizeof(int32_t)));
+    fail("token id {} outside the embedding table", bad);
   }
 
   std::unique_ptr<BackendWeight> upload_weight(const QuantizedWeight& w) override {

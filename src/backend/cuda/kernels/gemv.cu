@@ -313,7 +313,7 @@ bool pass(GemvSet set, const float* x, bool acc, cudaStream_t s, SumSqCounts* co
     if (counts) counts->q = set.sq_nq, counts->k = set.sq_nk;
   }
   const int tall = T == 1 && set.n == 1 && !set.norm_w && gpl > 0 ? tall_mode() : 0;
-  const int tall_blocks = tall_blocks_per_sm();
+  const int tall_blocks = tall != 0 ? tall_blocks_per_sm() : kTallBlocksPerSm;  // env read only where it matters
   const bool tall_rows = set.w[0].rows > int64_t(16) * tall_blocks * kWarps * sm_count();
   if (tall == 2 || (tall != 0 && tall_rows)) {
     dispatch_format(set.w[0], [&](auto f) {
