@@ -236,33 +236,24 @@ class CudaBackend final : public Backend {
     fail_on_bad_id(host_copies_.finish_download(ticket, dst));
   }
 
-  // Through pinned memory with the bad-id flag in the same wait (pinned_sync), so that a decode
+  // Through a pinned slot with the bad-id flag in the same wait (pinned_sync), so that a decode
   // step ends in one round trip to the host (the token), where a pageable copy and a second
-  // blocking copy of the flag each wait for the device, leaving it idle between steps.
+  // blocking copy of the flag each wait for the device, leaving it idle between steps. The slot's
+  // event is recorded after every earlier op on the stream, so its wait is a stream wait.
   void to_host(void* dst, const Tensor& src) override {
-    const size_t n = src.nbytes();
-    if (!pinned_sync()) {  // MOEQ_PINNED_SYNC=0
-      if (n) CUDA_CHECK(cudaMemcpyAsync(dst, src.data(), n, cudaMemcpyDeviceToHost, stream_));
-      synchronize();
-      return;
-    }
-    char* staging = pinned(n);
-    if (n) CUDA_CHECK(cudaMemcpyAsync(staging, src.data(), n, cudaMemcpyDeviceToHost, stream_));
+    if (pinned_sync()) return finish_to_host(start_to_host(src), dst);
+    if (src.nbytes()) CUDA_CHECK(cudaMemcpyAsync(dst, src.data(), src.nbytes(), cudaMemcpyDeviceToHost, stream_));
     synchronize();
-    if (n) std::memcpy(dst, staging, n);
   }
 
   void synchronize() override {
-    int32_t bad = -1;
-    if (pinned_sync()) {
-      pinned(0);
-      CUDA_CHECK(cudaMemcpyAsync(pinned_bad_, bad_id_.get(), sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-      CUDA_CHECK(cudaStreamSynchronize(stream_));
-      bad = *pinned_bad_;
-    } else {
-      CUDA_CHECK(cudaStreamSynchronize(stream_));
-      CUDA_CHECK(cudaMemcpy(&bad, bad_id_.get(), sizeof bad, cudaMemcpyDeviceToHost));
+    if (pinned_sync()) {  // the flag alone through a pinned slot
+      const auto* flag = static_cast<const int32_t*>(bad_id_.get());
+      return fail_on_bad_id(host_copies_.finish_download(host_copies_.start_download(nullptr, 0, flag, stream_), nullptr));
     }
+    int32_t bad = -1;
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    CUDA_CHECK(cudaMemcpy(&bad, bad_id_.get(), sizeof bad, cudaMemcpyDeviceToHost));
     fail_on_bad_id(bad);
   }
 
@@ -908,21 +899,6 @@ class CudaBackend final : public Backend {
   int32_t* scratch_i32(const std::string& n, int64_t count) {
     return static_cast<int32_t*>(scratch(n, size_t(count) * sizeof(int32_t)));
   }
-  // Pinned host memory: the bad-id flag's slot, then `bytes` of staging for to_host. Only called
-  // with no copy into it pending (every to_host and synchronize ends in a stream wait).
-  char* pinned(size_t bytes) {
-    const size_t need = 64 + bytes;
-    if (pinned_bytes_ < need) {
-      const size_t cap = std::max<size_t>(need, size_t(64) << 10);
-      void* p = nullptr;
-      CUDA_CHECK(cudaHostAlloc(&p, cap, cudaHostAllocDefault));
-      pinned_ = std::shared_ptr<void>(p, [](void* q) { cudaFreeHost(q); });
-      pinned_bytes_ = cap;
-      pinned_bad_ = static_cast<int32_t*>(p);
-    }
-    return static_cast<char*>(pinned_.get()) + 64;
-  }
-
   int device_;
   cudaStream_t stream_{};
   cuda::CublasLinear cublas_;  // prefill products of many tokens (cublas_linear.h)
@@ -930,9 +906,6 @@ class CudaBackend final : public Backend {
   int sm_count_ = 0;
   std::string name_;
   std::shared_ptr<void> bad_id_;
-  std::shared_ptr<void> pinned_;  // pinned(): the flag's slot, then staging
-  size_t pinned_bytes_ = 0;
-  int32_t* pinned_bad_ = nullptr;
   std::map<std::pair<int, double>, Tensor> inv_freq_;
   std::set<const float*> attended_;  // layers' caches attended over since the last upload
   std::map<std::string, std::pair<std::shared_ptr<void>, size_t>> scratch_;
