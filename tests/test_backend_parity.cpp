@@ -20,6 +20,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
 #include "io/safetensors.h"
 #include "model/minimax_m2.h"
 #include "support/numeric.h"
@@ -556,6 +557,41 @@ TEST_F(Parity, AddAndGather) {
   cpu.gather_rows(a.first, r.first, g.first);
   gpu->gather_rows(a.second, r.second, g.second);
   EXPECT_EQ(compare(g.first, g.second), 0.0);
+}
+
+// Copies to the host finish in any order, with to_host and synchronize between them (they take
+// the same pinned slots), and at most 8 may be left unfinished.
+TEST_F(Parity, CopiesToHostFinishInAnyOrder) {
+  std::vector<Tensor> src;
+  for (int i = 0; i < 12; ++i) {
+    src.push_back(gpu->alloc(DType::I32, {3 + i}));
+    std::vector<int32_t> v(size_t(3 + i));
+    std::iota(v.begin(), v.end(), 100 * i);
+    gpu->to_device(src.back(), v.data());
+  }
+  auto expect = [&](int i, uint64_t ticket) {
+    std::vector<int32_t> got(size_t(3 + i), -7), want(size_t(3 + i));
+    std::iota(want.begin(), want.end(), 100 * i);
+    gpu->finish_to_host(ticket, got.data());
+    EXPECT_EQ(got, want) << "copy " << i;
+  };
+  std::vector<uint64_t> t;
+  for (int i = 0; i < 8; ++i) t.push_back(gpu->start_to_host(src[size_t(i)]));
+  EXPECT_THROW(gpu->start_to_host(src[8]), Error);  // a ninth left unfinished
+  for (int i = 7; i >= 1; --i) expect(i, t[size_t(i)]);  // copy 0 stays unfinished
+  std::vector<int32_t> whole(3, -7);
+  for (int round = 0; round < 10; ++round) {  // every slot but copy 0's taken again and again
+    gpu->to_host(whole.data(), src[0]);
+    gpu->synchronize();
+  }
+  EXPECT_EQ(whole, (std::vector<int32_t>{0, 1, 2}));
+  for (int i = 8; i < 12; ++i) t.push_back(gpu->start_to_host(src[size_t(i)]));
+  expect(10, t[10]);
+  expect(0, t[0]);
+  expect(8, t[8]);
+  expect(11, t[11]);
+  expect(9, t[9]);
+  EXPECT_THROW(gpu->finish_to_host(t[9], whole.data()), Error);  // finished already
 }
 
 // The whole model: logits of both golden sequences, and the greedy continuation.
