@@ -562,6 +562,7 @@ TEST_F(Parity, AddAndGather) {
 // Copies to the host finish in any order, with to_host and synchronize between them (they take
 // the same pinned slots), and at most 8 may be left unfinished.
 TEST_F(Parity, CopiesToHostFinishInAnyOrder) {
+  static_assert(Backend::kMaxToHostPending == 8, "the counts below assume eight");
   std::vector<Tensor> src;
   for (int i = 0; i < 12; ++i) {
     src.push_back(gpu->alloc(DType::I32, {3 + i}));

@@ -28,7 +28,8 @@ Tensor Backend::upload_f32(const HostArray& a) {
 }
 
 uint64_t Backend::start_to_host(const Tensor& src) {
-  MOEQ_CHECK(host_copies_.size() < 8, "more than 8 copies to the host left unfinished");
+  MOEQ_CHECK(host_copies_.size() < size_t(kMaxToHostPending), "more than {} copies to the host left unfinished",
+             kMaxToHostPending);
   std::vector<char> bytes(src.nbytes());
   to_host(bytes.data(), src);
   host_copies_[next_ticket_] = std::move(bytes);

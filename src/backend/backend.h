@@ -64,8 +64,9 @@ class Backend {
   // A copy to the host that need not wait for work queued after it: start_to_host queues a copy
   // of src and returns a ticket; finish_to_host(ticket, dst) waits for that copy only and fills
   // dst with src.nbytes() bytes (pipelined decoding: the next step is queued before this one's
-  // tokens are read). Tickets are finished in any order, at most 8 unfinished at a time. The
-  // default copies at start.
+  // tokens are read). Tickets are finished in any order, at most kMaxToHostPending unfinished at
+  // a time. The default copies at start.
+  static constexpr int kMaxToHostPending = 8;
   virtual uint64_t start_to_host(const Tensor& src);
   virtual void finish_to_host(uint64_t ticket, void* host_dst);
 

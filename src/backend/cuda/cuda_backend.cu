@@ -228,6 +228,7 @@ class CudaBackend final : public Backend {
     attended_.clear();  // every kernel before the copy has finished when the next one starts
   }
 
+  static_assert(cuda::HostCopies::kSlots == kMaxToHostPending, "one pinned slot per unfinished copy to the host");
   // With the bad-id flag, as synchronize() checks it.
   uint64_t start_to_host(const Tensor& src) override {
     return host_copies_.start_download(src.data(), src.nbytes(), static_cast<const int32_t*>(bad_id_.get()), stream_);
