@@ -50,17 +50,10 @@ void HostCopies::upload(void* dst, const void* src, size_t n, cudaStream_t s) {
 }
 
 uint64_t HostCopies::start_download(const void* src, size_t n, const int32_t* flag, cudaStream_t s) {
-  // Any free slot, searched from the one after the last taken: tickets may finish in any order.
-  Slot* free = nullptr;
-  for (int i = 0; i < kSlots && !free; ++i) {
-    Slot& s_i = down_[(next_down_ + i) % kSlots];
-    if (s_i.ticket == 0) {
-      free = &s_i;
-      next_down_ = (next_down_ + i + 1) % kSlots;
-    }
-  }
-  MOEQ_CHECK(free, "cuda: more than {} copies to the host left unfinished", kSlots);
-  Slot& slot = *free;
+  // Any free slot (tickets may finish in any order); a free slot has no copy in flight.
+  Slot* const slot_it = std::find_if(down_, down_ + kSlots, [](const Slot& d) { return d.ticket == 0; });
+  MOEQ_CHECK(slot_it != down_ + kSlots, "cuda: more than {} copies to the host left unfinished", kSlots);
+  Slot& slot = *slot_it;
   const uint64_t ticket = next_ticket_++;
   char* p = ready(slot, n);
   CUDA_CHECK(cudaMemcpyAsync(p, flag, sizeof(int32_t), cudaMemcpyDeviceToHost, s));
@@ -73,11 +66,9 @@ uint64_t HostCopies::start_download(const void* src, size_t n, const int32_t* fl
 }
 
 int32_t HostCopies::finish_download(uint64_t ticket, void* dst) {
-  Slot* found = nullptr;
-  for (Slot& s_i : down_)
-    if (ticket != 0 && s_i.ticket == ticket) found = &s_i;
-  MOEQ_CHECK(found, "cuda: no unfinished copy to the host has ticket {}", ticket);
-  Slot& slot = *found;
+  Slot* const slot_it = std::find_if(down_, down_ + kSlots, [&](const Slot& d) { return d.ticket == ticket; });
+  MOEQ_CHECK(ticket != 0 && slot_it != down_ + kSlots, "cuda: no unfinished copy to the host has ticket {}", ticket);
+  Slot& slot = *slot_it;
   CUDA_CHECK(cudaEventSynchronize(slot.done));
   slot.recorded = false;
   slot.ticket = 0;

@@ -42,7 +42,6 @@ class HostCopies {
   char* ready(Slot& slot, size_t bytes);
   Slot up_[kSlots], down_[kSlots];
   uint64_t uploads_ = 0, next_ticket_ = 1;
-  int next_down_ = 0;  // where the search for a free download slot starts
 };
 
 }  // namespace moeq::cuda
